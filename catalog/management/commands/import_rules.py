@@ -1,0 +1,50 @@
+"""``manage.py import_rules PATH...``: a thin wrapper over :func:`catalog.services.import_rules`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from catalog.services import ImportAborted, ImportReport, import_rules
+
+
+class Command(BaseCommand):
+    help = (
+        "Import Sigma rules from directories (recursive *.yml/*.yaml), files, .zip and "
+        ".tar.gz archives. Upserts by rule id; unchanged files are skipped."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument(
+            "--prune", action="store_true", help="delete catalog rules not found in PATHs"
+        )
+        parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bar = tqdm(
+            total=0, unit="file", desc="Importing", file=sys.stderr, leave=False,
+            disable=options["no_progress"] or None,
+        )
+
+        def progress(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.reset(total=total)
+            bar.update(done - bar.n)
+
+        try:
+            report = import_rules(options["paths"], prune=options["prune"], progress=progress)
+        except ImportAborted as exc:
+            bar.close()
+            self._print_errors(exc.report)
+            raise CommandError(str(exc)) from exc
+        bar.close()
+        self._print_errors(report)
+        self.stdout.write(self.style.SUCCESS(f"Imported: {report.summary()}"))
+
+    def _print_errors(self, report: ImportReport) -> None:
+        for error in report.errors:
+            self.stderr.write(f"FAILED {error.path}: {error.error}")

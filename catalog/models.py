@@ -1,0 +1,233 @@
+"""Catalog models: rules and what the engine extracted from them.
+
+Rows are written only by :func:`catalog.services.import_rules`, which turns engine
+dataclasses (:mod:`rules.model`) into these models inside one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.urls import reverse
+
+
+def identity_hash(field: str, kind: str, value_key: str) -> str:
+    """A fixed-width key for (field, kind, value_key): values can be longer than an index row."""
+    return hashlib.sha1(f"{field}\x1f{kind}\x1f{value_key}".encode()).hexdigest()
+
+
+class Tag(models.Model):
+    """A rule tag, e.g. ``attack.t1571`` (namespace ``attack``, value ``t1571``)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    namespace = models.CharField(max_length=50, db_index=True)
+    value = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tactic(models.Model):
+    """An ATT&CK tactic a rule is tagged with (``attack.command-and-control``)."""
+
+    shortname = models.CharField(max_length=100, unique=True)
+    attack_id = models.CharField(max_length=20, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    known = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["shortname"]
+
+    def __str__(self) -> str:
+        return self.name or self.shortname
+
+
+class Technique(models.Model):
+    """An ATT&CK technique or sub-technique a rule is tagged with (``attack.t1059.001``)."""
+
+    attack_id = models.CharField(max_length=20, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    parent_id = models.CharField(max_length=20, blank=True)
+    parent_name = models.CharField(max_length=200, blank=True)
+    tactics = models.JSONField(default=list)
+    known = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["attack_id"]
+
+    def __str__(self) -> str:
+        return f"{self.attack_id} {self.name}".strip()
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:technique-detail", args=[self.attack_id])
+
+
+class Rule(models.Model):
+    """One Sigma detection rule, keyed by its Sigma ``id``."""
+
+    rule_id = models.CharField(max_length=100, unique=True)
+    title = models.CharField(max_length=500)
+    status = models.CharField(max_length=30, blank=True, db_index=True)
+    level = models.CharField(max_length=30, blank=True, db_index=True)
+    description = models.TextField(blank=True)
+    author = models.TextField(blank=True)
+    date = models.CharField(max_length=30, blank=True)
+    modified = models.CharField(max_length=30, blank=True)
+    references = models.JSONField(default=list)
+    falsepositives = models.JSONField(default=list)
+    related = models.JSONField(default=list)
+    product = models.CharField(max_length=100, blank=True, db_index=True)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+    service = models.CharField(max_length=100, blank=True, db_index=True)
+    definition = models.TextField(blank=True)
+    detection = models.JSONField(default=dict)
+    conditions = models.JSONField(default=list)
+    unsupported = models.JSONField(default=list)
+    raw_yaml = models.TextField()
+    source_path = models.CharField(max_length=1000, blank=True)
+    rule_set = models.CharField(max_length=100, blank=True, db_index=True)
+    content_hash = models.CharField(max_length=64, db_index=True)
+    revision = models.PositiveIntegerField(default=1)
+    search_text = models.TextField(blank=True)
+    search_vector = SearchVectorField(null=True, editable=False)
+    tags = models.ManyToManyField(Tag, related_name="rules", blank=True)
+    tactics = models.ManyToManyField(Tactic, related_name="rules", blank=True)
+    techniques = models.ManyToManyField(Technique, related_name="rules", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:rule-detail", args=[self.rule_id])
+
+    @property
+    def logsource_label(self) -> str:
+        return "/".join(p for p in (self.product, self.category, self.service) if p)
+
+
+class Stage(models.Model):
+    """Stage 0 (the condition as written) or one top-level AND conjunct of it."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="stages")
+    group = models.PositiveSmallIntegerField(default=0)
+    index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    identifiers = models.JSONField(default=list)
+    yaml = models.TextField(blank=True)
+    negated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["rule", "group", "index"]
+
+
+class Indicator(models.Model):
+    """A (field, kind, value) identity shared by every rule that looks for it.
+
+    ``value_key`` is casefolded except for regex and ``cased`` kinds. ``rule_count`` is the
+    number of distinct rules using it, refreshed by each import (the "Corpus" column).
+    """
+
+    field = models.TextField(blank=True)
+    kind = models.CharField(max_length=100)
+    value = models.TextField()
+    value_key = models.TextField()
+    identity = models.CharField(max_length=40, unique=True)
+    rule_count = models.PositiveIntegerField(default=0, db_index=True)
+    rules = models.ManyToManyField(Rule, through="RuleIndicator", related_name="indicators")
+
+    class Meta:
+        ordering = ["-rule_count", "field", "kind", "value_key"]
+
+    def __str__(self) -> str:
+        return f"{self.field or 'keywords'} {self.kind} {self.value}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:indicator-detail", args=[self.pk])
+
+
+class RuleIndicator(models.Model):
+    """An indicator as one rule wrote it (the value keeps that rule's case)."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="rule_indicators")
+    indicator = models.ForeignKey(
+        Indicator, on_delete=models.CASCADE, related_name="rule_indicators"
+    )
+    value = models.TextField()
+    identifier = models.CharField(max_length=200)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["rule", "position"]
+
+
+class Exclusion(models.Model):
+    """A (field, kind, value) identity that rules suppress under a top-level NOT."""
+
+    field = models.TextField(blank=True)
+    kind = models.CharField(max_length=100)
+    value = models.TextField()
+    value_key = models.TextField()
+    identity = models.CharField(max_length=40, unique=True)
+    rule_count = models.PositiveIntegerField(default=0, db_index=True)
+    rules = models.ManyToManyField(Rule, through="RuleExclusion", related_name="exclusions")
+
+    class Meta:
+        ordering = ["-rule_count", "field", "kind", "value_key"]
+
+    def __str__(self) -> str:
+        return f"{self.field or 'keywords'} {self.kind} {self.value}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:exclusion-detail", args=[self.pk])
+
+
+class RuleExclusion(models.Model):
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="rule_exclusions")
+    exclusion = models.ForeignKey(
+        Exclusion, on_delete=models.CASCADE, related_name="rule_exclusions"
+    )
+    value = models.TextField()
+    identifier = models.CharField(max_length=200)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["rule", "position"]
+
+
+class ImportRun(models.Model):
+    """One run of the importer: what it read, what it changed, what it refused."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=30, default="command")
+    sources = models.JSONField(default=list)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    pruned = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    errors = models.JSONField(default=list)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.status})"

@@ -1,0 +1,173 @@
+"""A small Sigma condition parser that keeps source spans.
+
+pySigma validates conditions (and is the reference for their meaning), but its tree does not
+keep the text each sub-expression was written as. Stages show conjuncts *as written*, so this
+module parses the condition once more into a tree of :class:`Node` with ``start``/``end``
+offsets into the original string. Grammar (precedence ``or`` < ``and`` < ``not``)::
+
+    expr   := term ("or" term)*
+    term   := factor ("and" factor)*
+    factor := "not" factor | "(" expr ")" | quant "of" (pattern | "them") | identifier
+    quant  := "1" | "any" | "all"
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rules.errors import ConditionError
+
+_TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
+_KEYWORDS = {"and", "or", "not", "of", "them"}
+
+
+@dataclass(slots=True)
+class Node:
+    """``op`` is one of ``and``, ``or``, ``not``, ``ref`` (an identifier), ``of``."""
+
+    op: str
+    start: int
+    end: int
+    args: list[Node] = field(default_factory=list)
+    name: str = ""  # identifier for ``ref``; pattern (or ``them``) for ``of``
+    quantifier: str = ""  # ``1`` / ``any`` / ``all`` for ``of``
+
+
+@dataclass(slots=True)
+class _Token:
+    text: str
+    start: int
+    end: int
+
+
+def _tokenize(condition: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos = 0
+    while pos < len(condition):
+        m = _TOKEN.match(condition, pos)
+        if m is None:  # only trailing whitespace is left
+            break
+        tokens.append(_Token(m.group(1), m.start(1), m.end(1)))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, condition: str) -> None:
+        self.condition = condition
+        self.tokens = _tokenize(condition)
+        self.pos = 0
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.pos].text.lower() if self.pos < len(self.tokens) else None
+
+    def _take(self) -> _Token:
+        if self.pos >= len(self.tokens):
+            raise ConditionError(f"condition {self.condition!r} ends unexpectedly")
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def parse(self) -> Node:
+        if not self.tokens:
+            raise ConditionError("condition is empty")
+        node = self._expr()
+        if self.pos != len(self.tokens):
+            token = self.tokens[self.pos]
+            if token.text == "|":
+                raise ConditionError(
+                    "aggregation expressions ('| count() ...') are deprecated Sigma syntax "
+                    "and are not supported; use a correlation rule"
+                )
+            raise ConditionError(
+                f"unexpected {token.text!r} at position {token.start} in condition "
+                f"{self.condition!r}"
+            )
+        return node
+
+    def _binary(self, op: str, operand: str) -> Node:
+        parse_operand = self._term if operand == "term" else self._factor
+        first = parse_operand()
+        args = [first]
+        while self._peek() == op:
+            self._take()
+            args.append(parse_operand())
+        if len(args) == 1:
+            return first
+        return Node(op, args[0].start, args[-1].end, args)
+
+    def _expr(self) -> Node:
+        return self._binary("or", "term")
+
+    def _term(self) -> Node:
+        return self._binary("and", "factor")
+
+    def _factor(self) -> Node:
+        token = self._take()
+        word = token.text.lower()
+        if word == "not":
+            inner = self._factor()
+            return Node("not", token.start, inner.end, [inner])
+        if token.text == "(":
+            inner = self._expr()
+            close = self._take()
+            if close.text != ")":
+                raise ConditionError(f"missing ')' in condition {self.condition!r}")
+            # Keep the parenthesised span so the stage text is exactly as written.
+            inner.start, inner.end = token.start, close.end
+            return inner
+        if word in {"1", "any", "all"} and self._peek() == "of":
+            self._take()
+            target = self._take()
+            if target.text in {"(", ")"} or target.text.lower() in _KEYWORDS - {"them"}:
+                raise ConditionError(
+                    f"'{token.text} of' must be followed by a pattern or 'them' in "
+                    f"{self.condition!r}"
+                )
+            quantifier = "all" if word == "all" else "1"
+            name = "them" if target.text.lower() == "them" else target.text
+            return Node("of", token.start, target.end, name=name, quantifier=quantifier)
+        if token.text == ")" or word in _KEYWORDS or token.text == "|":
+            raise ConditionError(
+                f"unexpected {token.text!r} at position {token.start} in condition "
+                f"{self.condition!r}"
+            )
+        return Node("ref", token.start, token.end, name=token.text)
+
+
+def parse_condition(condition: str) -> Node:
+    """Parse a condition string into a :class:`Node` tree with source spans."""
+    return _Parser(condition).parse()
+
+
+def resolve_pattern(pattern: str, identifiers: Iterable[str]) -> list[str]:
+    """Identifiers an ``x of pattern`` refers to; ``them`` and patterns skip ``_``-names."""
+    names = [name for name in identifiers if name != "condition" and not name.startswith("_")]
+    if pattern == "them":
+        return names
+    return [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+
+
+def referenced(node: Node, identifiers: Iterable[str]) -> list[str]:
+    """Search identifiers referenced anywhere in ``node``, in order of first appearance."""
+    defined = list(identifiers)
+    seen: dict[str, None] = {}
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.op == "ref":
+            seen.setdefault(current.name, None)
+        elif current.op == "of":
+            for name in resolve_pattern(current.name, defined):
+                seen.setdefault(name, None)
+        else:
+            stack.extend(reversed(current.args))
+    return list(seen)
+
+
+def conjuncts(node: Node) -> list[Node]:
+    """Top-level AND conjuncts of a condition (the whole condition when its root is not AND)."""
+    return list(node.args) if node.op == "and" else [node]

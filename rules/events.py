@@ -1,0 +1,594 @@
+"""Event input for the sandbox: JSON, JSON lines, evtx_dump JSON, ``.evtx`` files, scriptblocks.
+
+Everything the evaluator reads from an event goes through :class:`Event`:
+
+* ``fields`` is a flat mapping. Windows events in evtx_dump shape
+  (``{"Event": {"System": ..., "EventData": ...}}``) are flattened to their EventData /
+  UserData fields plus the System fields (``EventID``, ``Channel``, ``Computer``,
+  ``Provider_Name`` from ``Provider.#attributes.Name``, ``TimeCreated_SystemTime``...).
+  Field names with spaces lose the spaces.
+* :meth:`Event.lookup` resolves a rule's field name: the exact key first, then the key without
+  spaces, then a dotted path into nested objects (lists along the path fan out).
+* :attr:`Event.haystack` is the casefolded concatenation of every leaf value, the text the
+  literal prefilter scans.
+
+Bad input raises a subclass of :class:`EventInputError` (a ``ValueError``) whose message and
+attributes name the position: line/column and character offset for JSON, record index for
+records of the wrong shape, record index or byte offset for ``.evtx`` files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final
+
+__all__ = [
+    "EVTX_MAGIC",
+    "MISSING",
+    "POWERSHELL_CHANNEL",
+    "POWERSHELL_PROVIDER",
+    "EmptyInputError",
+    "Event",
+    "EventInputError",
+    "EventShapeError",
+    "EvtxInputError",
+    "InputEncodingError",
+    "JsonInputError",
+    "event_from_mapping",
+    "flatten_evtx",
+    "load_events_file",
+    "parse_events",
+    "parse_evtx",
+    "parse_json_events",
+    "scriptblock_event",
+    "value_text",
+]
+
+EVTX_MAGIC: Final = b"ElfFile\x00"
+EVTX_HEADER_SIZE: Final = 4096
+EVTX_CHUNK_SIZE: Final = 65536
+POWERSHELL_CHANNEL: Final = "Microsoft-Windows-PowerShell/Operational"
+POWERSHELL_PROVIDER: Final = "Microsoft-Windows-PowerShell"
+SEPARATOR: Final = "\x00"
+
+
+class _Missing:
+    """Sentinel for an absent field (distinct from a present JSON null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final = _Missing()
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class EventInputError(ValueError):
+    """The input could not be read as events. ``position`` is a human-readable location."""
+
+    code = "bad-event-input"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        offset: int | None = None,
+        record: int | None = None,
+        byte_offset: int | None = None,
+    ) -> None:
+        self.line = line
+        self.column = column
+        self.offset = offset
+        self.record = record
+        self.byte_offset = byte_offset
+        self.reason = message
+        pos = self.position
+        super().__init__(f"{message} ({pos})" if pos else message)
+
+    @property
+    def position(self) -> str:
+        parts: list[str] = []
+        if self.record is not None:
+            parts.append(f"record {self.record}")
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.column is not None:
+            parts.append(f"column {self.column}")
+        if self.offset is not None:
+            parts.append(f"char {self.offset}")
+        if self.byte_offset is not None:
+            parts.append(f"byte offset {self.byte_offset}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": str(self),
+            "reason": self.reason,
+            "line": self.line,
+            "column": self.column,
+            "offset": self.offset,
+            "record": self.record,
+            "byte_offset": self.byte_offset,
+        }
+
+
+class JsonInputError(EventInputError):
+    """The text is not valid JSON / JSON lines (position: line, column, char offset)."""
+
+    code = "bad-json"
+
+
+class EventShapeError(EventInputError):
+    """A JSON value is not an event object (position: record index, line, column)."""
+
+    code = "bad-event-shape"
+
+
+class EvtxInputError(EventInputError):
+    """An ``.evtx`` file is truncated or corrupt (position: record index or byte offset)."""
+
+    code = "bad-evtx"
+
+
+class InputEncodingError(EventInputError):
+    """The bytes are not valid UTF-8 / UTF-16 text (position: byte offset)."""
+
+    code = "bad-encoding"
+
+
+class EmptyInputError(EventInputError):
+    """The input holds no event at all."""
+
+    code = "empty-input"
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+
+
+def value_text(value: Any) -> str | None:
+    """The text a scalar event value is matched as; ``None`` for null and for objects.
+
+    Booleans read as ``true``/``false`` (as in JSON), numbers as Python prints them.
+    """
+    if isinstance(value, str):
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _iter_leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _iter_leaves(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _iter_leaves(v, path)
+    else:
+        yield path, value
+
+
+def _resolve_path(node: Any, parts: list[str]) -> list[Any]:
+    """All values reachable from ``node`` by the dotted path ``parts``.
+
+    Keys containing dots are found too (every split of the remaining path is tried), and lists
+    along the path fan out.
+    """
+    if not parts:
+        return [node]
+    if isinstance(node, list | tuple):
+        found: list[Any] = []
+        for item in node:
+            found.extend(_resolve_path(item, parts))
+        return found
+    if not isinstance(node, Mapping):
+        return []
+    found = []
+    for i in range(1, len(parts) + 1):
+        key = ".".join(parts[:i])
+        if key in node:
+            found.extend(_resolve_path(node[key], parts[i:]))
+    return found
+
+
+class Event:
+    """One event as the evaluator sees it: a flat field mapping plus lazily built caches."""
+
+    __slots__ = (
+        "_aliases",
+        "_haystack",
+        "_leaves",
+        "_lookup",
+        "_values",
+        "fields",
+        "index",
+        "kind",
+    )
+
+    def __init__(self, fields: dict[str, Any], *, index: int = 0, kind: str = "json") -> None:
+        self.fields = fields
+        self.index = index
+        self.kind = kind
+        self._lookup: dict[str, Any] = {}
+        # Keys with spaces are also reachable without them ("New Process Name" ->
+        # "NewProcessName"); the exact key always wins.
+        self._aliases: dict[str, str] | None = None
+        for key in fields:
+            if " " in key:
+                if self._aliases is None:
+                    self._aliases = {}
+                self._aliases.setdefault(key.replace(" ", ""), key)
+        # Per-field matching cache used by the evaluator: field -> tuple of elements or None.
+        self._values: dict[str | None, Any] = {}
+        self._leaves: list[tuple[str, Any]] | None = None
+        self._haystack: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Event(kind={self.kind!r}, index={self.index}, fields={len(self.fields)})"
+
+    def lookup(self, name: str) -> Any:
+        """The value of field ``name`` or :data:`MISSING`.
+
+        Exact key first, then the key without spaces, then a dotted path (``a.b.c``) into
+        nested objects; a path through lists returns the list of values found.
+        """
+        cache = self._lookup
+        if name in cache:
+            return cache[name]
+        fields = self.fields
+        if name in fields:
+            value = fields[name]
+        else:
+            value = MISSING
+            if self._aliases is not None and name in self._aliases:
+                value = fields[self._aliases[name]]
+            elif " " in name:
+                squeezed = name.replace(" ", "")
+                if squeezed in fields:
+                    value = fields[squeezed]
+            if value is MISSING and "." in name:
+                found = _resolve_path(fields, name.split("."))
+                if len(found) == 1:
+                    value = found[0]
+                elif found:
+                    value = found
+        cache[name] = value
+        return value
+
+    @property
+    def leaves(self) -> list[tuple[str, Any]]:
+        """Every scalar value with its dotted field path (list elements share the path)."""
+        if self._leaves is None:
+            self._leaves = list(_iter_leaves(self.fields, ""))
+        return self._leaves
+
+    @property
+    def haystack(self) -> str:
+        """Casefolded text of every leaf value joined by NUL: what the prefilter scans."""
+        if self._haystack is None:
+            texts = (value_text(v) for _, v in self.leaves)
+            self._haystack = SEPARATOR.join(t.casefold() for t in texts if t is not None)
+        return self._haystack
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+# --------------------------------------------------------------------------------------------
+# Flattening
+
+
+def _squeeze(name: str) -> str:
+    return name.replace(" ", "") if " " in name else name
+
+
+def _scalar_of(value: Any) -> Any:
+    """``{"#text": x, "#attributes": {...}}`` -> ``x``; other values unchanged."""
+    if isinstance(value, Mapping) and "#text" in value:
+        return value["#text"]
+    return value
+
+
+def _flatten_system(out: dict[str, Any], name: str, value: Any) -> None:
+    if isinstance(value, Mapping):
+        if "#text" in value:
+            out.setdefault(name, value["#text"])
+        attrs = value.get("#attributes")
+        if isinstance(attrs, Mapping):
+            for k, v in attrs.items():
+                out.setdefault(f"{name}_{_squeeze(str(k))}", v)
+        for k, v in value.items():
+            if k not in ("#text", "#attributes"):
+                _flatten_system(out, f"{name}_{_squeeze(str(k))}", v)
+    else:
+        out.setdefault(name, value)
+
+
+def _flatten_data(out: dict[str, Any], data: Any) -> None:
+    """EventData / UserData payload fields into ``out`` (existing keys win)."""
+    if not isinstance(data, Mapping):
+        if data is not None:
+            out.setdefault("EventData", data)
+        return
+    for key, value in data.items():
+        if key == "#attributes":
+            continue
+        if key == "Data":
+            items = value if isinstance(value, list) else [value]
+            unnamed: list[Any] = []
+            for item in items:
+                name = None
+                if isinstance(item, Mapping):
+                    attrs = item.get("#attributes")
+                    if isinstance(attrs, Mapping) and "Name" in attrs:
+                        name = str(attrs["Name"])
+                if name is not None:
+                    out.setdefault(_squeeze(name), _scalar_of(item))
+                else:
+                    unnamed.append(_scalar_of(item))
+            if unnamed:
+                out.setdefault("Data", unnamed[0] if len(unnamed) == 1 else unnamed)
+            continue
+        name = _squeeze(str(key))
+        if key == "#text":
+            out.setdefault("EventData", value)
+        elif isinstance(value, Mapping) and "#text" not in value:
+            nested: dict[str, Any] = {}
+            _flatten_data(nested, value)
+            for k, v in nested.items():
+                out.setdefault(f"{name}_{k}", v)
+        else:
+            out.setdefault(name, _scalar_of(value))
+
+
+def _flatten_userdata(out: dict[str, Any], data: Any) -> None:
+    if not isinstance(data, Mapping):
+        return
+    for key, value in data.items():
+        if key == "#attributes":
+            continue
+        if isinstance(value, Mapping):
+            _flatten_data(out, value)
+        else:
+            out.setdefault(_squeeze(str(key)), value)
+
+
+def is_evtx_shape(obj: Mapping[str, Any]) -> bool:
+    event = obj.get("Event")
+    return (
+        len(obj) == 1
+        and isinstance(event, Mapping)
+        and isinstance(event.get("System"), Mapping)
+    )
+
+
+def flatten_evtx(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten one evtx_dump record ``{"Event": {"System": ..., "EventData": ...}}``."""
+    event = obj["Event"]
+    out: dict[str, Any] = {}
+    for key, value in event["System"].items():
+        _flatten_system(out, _squeeze(str(key)), value)
+    if "EventData" in event:
+        _flatten_data(out, event["EventData"])
+    if "UserData" in event:
+        _flatten_userdata(out, event["UserData"])
+    return out
+
+
+def event_from_mapping(obj: Mapping[str, Any], *, index: int = 0, kind: str = "json") -> Event:
+    """Wrap one decoded JSON object as an :class:`Event`, flattening evtx_dump records."""
+    if is_evtx_shape(obj):
+        return Event(flatten_evtx(obj), index=index, kind="evtx-json" if kind == "json" else kind)
+    return Event(dict(obj), index=index, kind=kind)
+
+
+def scriptblock_event(text: str) -> Event:
+    """A plain PowerShell scriptblock as the 4104 event that logs it."""
+    return Event(
+        {
+            "ScriptBlockText": text,
+            "EventID": 4104,
+            "Channel": POWERSHELL_CHANNEL,
+            "Provider_Name": POWERSHELL_PROVIDER,
+        },
+        kind="scriptblock",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return line, col
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputEncodingError(
+                f"invalid UTF-16 text: {exc.reason}", byte_offset=exc.start
+            ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputEncodingError(
+            f"invalid UTF-8 text: {exc.reason}", byte_offset=exc.start
+        ) from None
+
+
+_WS = " \t\r\n\ufeff"
+
+
+def parse_json_events(text: str, *, max_events: int | None = None) -> list[Event]:
+    """Events from a JSON object, a JSON array of objects, JSON lines, or concatenated objects.
+
+    Arrays nested at top level are unrolled; any other value is an :class:`EventShapeError`.
+    """
+    decoder = json.JSONDecoder()
+    events: list[Event] = []
+    pos = 0
+    n = len(text)
+    while True:
+        while pos < n and text[pos] in _WS:
+            pos += 1
+        if pos >= n:
+            break
+        start = pos
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise JsonInputError(
+                f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno, offset=exc.pos
+            ) from None
+        except RecursionError:
+            line, col = _line_col(text, start)
+            raise JsonInputError(
+                "invalid JSON: nested too deeply", line=line, column=col, offset=start
+            ) from None
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if not isinstance(item, dict):
+                line, col = _line_col(text, start)
+                raise EventShapeError(
+                    f"expected an event object, got {type(item).__name__}",
+                    record=len(events),
+                    line=line,
+                    column=col,
+                    offset=start,
+                )
+            events.append(event_from_mapping(item, index=len(events)))
+            if max_events is not None and len(events) > max_events:
+                line, col = _line_col(text, start)
+                raise EventInputError(
+                    f"more than {max_events} events", record=len(events) - 1, line=line,
+                    column=col,
+                )
+    return events
+
+
+def parse_evtx(data: bytes | str, *, max_events: int | None = None) -> list[Event]:
+    """Events from an ``.evtx`` file (bytes, or a path) via the ``evtx`` package."""
+    try:
+        import evtx
+    except ImportError as exc:  # pragma: no cover - evtx is a pinned requirement
+        raise EvtxInputError(f"evtx support is not installed: {exc}") from None
+    if isinstance(data, str):
+        with open(data, "rb") as fh:
+            data = fh.read()
+    if not data.startswith(EVTX_MAGIC):
+        raise EvtxInputError("not an EVTX file: bad file signature", byte_offset=0)
+    if len(data) < EVTX_HEADER_SIZE:
+        raise EvtxInputError("truncated EVTX file header", byte_offset=len(data))
+    body = len(data) - EVTX_HEADER_SIZE
+    if body % EVTX_CHUNK_SIZE:
+        chunk_start = EVTX_HEADER_SIZE + (body // EVTX_CHUNK_SIZE) * EVTX_CHUNK_SIZE
+        raise EvtxInputError(
+            f"truncated EVTX chunk: {body % EVTX_CHUNK_SIZE} of {EVTX_CHUNK_SIZE} bytes",
+            byte_offset=chunk_start,
+        )
+    events: list[Event] = []
+    try:
+        parser = evtx.PyEvtxParser(io.BytesIO(data))
+        records: Iterable[dict[str, Any]] = parser.records_json()
+        iterator = iter(records)
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                break
+            try:
+                obj = json.loads(record["data"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise EvtxInputError(
+                    f"record {record.get('event_record_id')} is not valid JSON: {exc}",
+                    record=len(events),
+                ) from None
+            if not isinstance(obj, dict):
+                raise EvtxInputError("record is not an object", record=len(events))
+            events.append(event_from_mapping(obj, index=len(events), kind="evtx"))
+            if max_events is not None and len(events) > max_events:
+                raise EvtxInputError(f"more than {max_events} events", record=len(events) - 1)
+    except EvtxInputError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise EvtxInputError(f"corrupt EVTX data: {exc}", record=len(events)) from None
+    return events
+
+
+def _looks_like_json(text: str) -> bool:
+    stripped = text.lstrip(_WS)
+    if not stripped or stripped[0] not in "{[":
+        return False
+    rest = stripped[1:].lstrip(_WS)
+    return not rest or rest[0] in '"{[]}'
+
+
+def parse_events(
+    data: str | bytes,
+    *,
+    kind: str = "auto",
+    max_events: int | None = None,
+) -> list[Event]:
+    """Read events from text or bytes.
+
+    ``kind``: ``auto`` (default), ``json`` (object, array, JSON lines or concatenated
+    objects), ``evtx`` (bytes of an ``.evtx`` file) or ``scriptblock`` (PowerShell text that
+    becomes one 4104 event). ``auto`` picks ``evtx`` by file signature, ``json`` when the text
+    starts like a JSON object or array (``{"``, ``[{``, ``[]``...), otherwise ``scriptblock``.
+    """
+    if kind not in ("auto", "json", "evtx", "scriptblock"):
+        raise ValueError(f"unknown event input kind {kind!r}")
+    if isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        if kind == "evtx" or (kind == "auto" and raw.startswith(EVTX_MAGIC)):
+            return parse_evtx(raw, max_events=max_events)
+        text = _decode(raw)
+    else:
+        if kind == "evtx":
+            raise EvtxInputError("EVTX input must be bytes", byte_offset=0)
+        text = data
+    if kind == "auto":
+        kind = "json" if _looks_like_json(text) else "scriptblock"
+    if kind == "scriptblock":
+        if not text.strip():
+            raise EmptyInputError("empty scriptblock", line=1, column=1)
+        return [scriptblock_event(text)]
+    events = parse_json_events(text, max_events=max_events)
+    if not events:
+        raise EmptyInputError("no event in input", line=1, column=1)
+    return events
+
+
+def load_events_file(path: str, *, max_events: int | None = None) -> list[Event]:
+    """Events from a file: ``.evtx`` by signature, otherwise JSON / JSON lines / scriptblock."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data.startswith(EVTX_MAGIC) or path.lower().endswith(".evtx"):
+        return parse_evtx(data, max_events=max_events)
+    kind = "scriptblock" if path.lower().endswith((".ps1", ".psm1")) else "auto"
+    return parse_events(data, kind=kind, max_events=max_events)
