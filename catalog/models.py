@@ -129,6 +129,9 @@ class Stage(models.Model):
     class Meta:
         ordering = ["rule", "group", "index"]
 
+    def __str__(self) -> str:
+        return f"stage {self.group}.{self.index}: {self.text}"
+
 
 class Indicator(models.Model):
     """A (field, kind, value) identity shared by every rule that looks for it.
@@ -169,6 +172,9 @@ class RuleIndicator(models.Model):
     class Meta:
         ordering = ["rule", "position"]
 
+    def __str__(self) -> str:
+        return self.value
+
 
 class Exclusion(models.Model):
     """A (field, kind, value) identity that rules suppress under a top-level NOT."""
@@ -202,6 +208,9 @@ class RuleExclusion(models.Model):
 
     class Meta:
         ordering = ["rule", "position"]
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class ImportRun(models.Model):

@@ -297,7 +297,7 @@ def _write(plan: _Plan, report: ImportReport, *, prune: bool) -> None:
             updates.append(rule)
         Rule.objects.bulk_update(
             updates,
-            [f for f in _rule_fields(plan.changed[0][0], "").keys() if f != "rule_id"]
+            [f for f in _rule_fields(plan.changed[0][0], "") if f != "rule_id"]
             + ["updated_at"],
             batch_size=500,
         )

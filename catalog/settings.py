@@ -79,6 +79,9 @@ TEMPLATES = [
 ]
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var"))
+if "DATABASE_URL" not in os.environ:
+    # The embedded default must work on a fresh clone with no setup step.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{DATA_DIR / 'catalog.sqlite3'}",

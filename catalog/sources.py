@@ -150,7 +150,9 @@ def _read_tar(path: Path, label: str) -> Iterator[SourceFile | Refusal]:
         for member in archive:
             count += 1
             if count > MAX_ARCHIVE_MEMBERS:
-                yield Refusal(label, f"archive has over {MAX_ARCHIVE_MEMBERS:,} entries", "too-large")
+                yield Refusal(
+                    label, f"archive has over {MAX_ARCHIVE_MEMBERS:,} entries", "too-large"
+                )
                 return
             if member.isdir():
                 continue

@@ -83,7 +83,9 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise YamlSyntaxError(f"the file is not UTF-8 text (invalid byte at offset {exc.start})")
+        raise YamlSyntaxError(
+            f"the file is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from exc
 
 
 def _one_line(exc: Exception) -> str:
