@@ -1,0 +1,100 @@
+"""Import benchmark: the catalog importer against pySigma's own parse, in one run.
+
+1. pySigma's ``SigmaCollection.from_yaml`` over every corpus file (the obvious way to parse).
+2. A full import of the same files into an empty PostgreSQL database.
+3. A re-import with nothing changed.
+
+Prints both ratios against (1). Targets: full import <= 0.8x, unchanged re-import <= 0.25x.
+
+    .venv/bin/python bench/bench_import.py [--corpus ../shared/corpus/sigmahq] [--pg URL]
+
+``--pg`` is a server URL (default postgres://postgres@127.0.0.1:5432); a scratch database is
+created there and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RULE_DIRS = ["rules", "rules-compliance", "rules-dfir", "rules-emerging-threats",
+             "rules-placeholder", "rules-threat-hunting"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus" / "sigmahq"))
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each phase (best kept)")
+    args = parser.parse_args()
+
+    corpus = Path(args.corpus)
+    dirs = [corpus / d for d in RULE_DIRS if (corpus / d).is_dir()]
+    files = sorted(p for d in dirs for p in d.rglob("*.yml"))
+    if not files:
+        print(f"no rules under {corpus}", file=sys.stderr)
+        return 2
+    texts = [p.read_text(encoding="utf-8") for p in files]
+
+    from sigma.collection import SigmaCollection
+
+    baseline = float("inf")
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        for text in texts:
+            SigmaCollection.from_yaml(text)
+        baseline = min(baseline, time.perf_counter() - start)
+
+    import psycopg
+
+    scratch = f"bench_import_{os.getpid()}"
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        os.environ["DATABASE_URL"] = f"{args.pg}/{scratch}"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from catalog.models import Rule
+        from catalog.services import import_rules
+
+        call_command("migrate", verbosity=0)
+        full = unchanged = float("inf")
+        for _ in range(args.repeat):
+            Rule.objects.all().delete()
+            start = time.perf_counter()
+            report = import_rules([str(d) for d in dirs], trigger="bench")
+            full = min(full, time.perf_counter() - start)
+            assert report.created == len(files) and not report.errors, report.summary()
+            start = time.perf_counter()
+            report = import_rules([str(d) for d in dirs], trigger="bench")
+            unchanged = min(unchanged, time.perf_counter() - start)
+            assert report.unchanged == len(files), report.summary()
+        from django.db import connections
+
+        connections.close_all()
+    finally:
+        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+    print(f"corpus files                      {len(files):>8}")
+    print(f"pySigma from_yaml (baseline)      {baseline:8.2f} s")
+    print(f"full import into PostgreSQL       {full:8.2f} s   ratio {full / baseline:5.2f}x "
+          f"(target <= 0.80x) {'OK' if full / baseline <= 0.8 else 'MISSED'}")
+    print(f"re-import, nothing changed        {unchanged:8.2f} s   ratio "
+          f"{unchanged / baseline:5.2f}x (target <= 0.25x) "
+          f"{'OK' if unchanged / baseline <= 0.25 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,4 @@
+"""API URLs (namespace ``api``); filled in by the API issue."""
+
+app_name = "api"
+urlpatterns: list = []

@@ -1,0 +1,122 @@
+"""One rule filter set shared by the catalog pages (facets) and the API.
+
+Full-text search uses PostgreSQL's weighted ``search_vector`` with ranking; on SQLite it
+falls back to case-insensitive substring matching over the same text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import connection
+from django.db.models import F, Q, QuerySet
+
+from catalog.models import Rule
+
+LEVELS = ["informational", "low", "medium", "high", "critical"]
+STATUSES = ["stable", "test", "experimental", "deprecated", "unsupported"]
+SORTS = {
+    "relevance": None,
+    "title": ("title",),
+    "-title": ("-title",),
+    "level": ("level_rank", "title"),
+    "-level": ("-level_rank", "title"),
+    "date": ("date", "title"),
+    "-date": ("-date", "title"),
+    "modified": ("modified", "title"),
+    "-modified": ("-modified", "title"),
+}
+
+
+def search_rules(queryset: QuerySet[Rule], text: str) -> QuerySet[Rule]:
+    """Filter (and on PostgreSQL rank) rules by a free-text query."""
+    text = text.strip()
+    if not text:
+        return queryset
+    if connection.vendor == "postgresql":
+        query = SearchQuery(text, config="simple", search_type="websearch")
+        return (
+            queryset.annotate(rank=SearchRank(F("search_vector"), query))
+            .filter(Q(search_vector=query) | Q(rule_id__iexact=text) | Q(title__icontains=text))
+            .order_by("-rank", "title")
+        )
+    condition = Q()
+    for word in text.split():
+        condition &= Q(search_text__icontains=word) | Q(rule_id__iexact=word)
+    return queryset.filter(condition)
+
+
+class RuleFilterSet(django_filters.FilterSet):
+    """Filters named like the catalog facets; every value is a plain query parameter."""
+
+    q = django_filters.CharFilter(method="filter_q", label="Search")
+    tactic = django_filters.CharFilter(method="filter_tactic")
+    technique = django_filters.CharFilter(method="filter_technique")
+    product = django_filters.CharFilter(field_name="product")
+    category = django_filters.CharFilter(field_name="category")
+    service = django_filters.CharFilter(field_name="service")
+    level = django_filters.MultipleChoiceFilter(choices=[(v, v) for v in LEVELS])
+    status = django_filters.MultipleChoiceFilter(choices=[(v, v) for v in STATUSES])
+    author = django_filters.CharFilter(field_name="author", lookup_expr="icontains")
+    tag = django_filters.CharFilter(method="filter_tag")
+    namespace = django_filters.CharFilter(method="filter_namespace")
+    rule_set = django_filters.CharFilter(field_name="rule_set")
+    indicator = django_filters.NumberFilter(method="filter_indicator")
+    exclusion = django_filters.NumberFilter(method="filter_exclusion")
+
+    class Meta:
+        model = Rule
+        fields: list[str] = []
+
+    def filter_q(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
+        return search_rules(queryset, value)
+
+    def filter_tactic(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
+        value = value.strip().lower().replace("_", "-")
+        return queryset.filter(
+            Q(tactics__shortname=value) | Q(tactics__attack_id__iexact=value)
+        ).distinct()
+
+    def filter_technique(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
+        value = value.strip().upper()
+        # A technique also matches rules tagged with its sub-techniques.
+        return queryset.filter(
+            Q(techniques__attack_id=value) | Q(techniques__attack_id__startswith=value + ".")
+        ).distinct()
+
+    def filter_tag(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
+        return queryset.filter(tags__name__iexact=value.strip()).distinct()
+
+    def filter_namespace(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
+        return queryset.filter(tags__namespace=value.strip().lower()).distinct()
+
+    def filter_indicator(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
+        return queryset.filter(rule_indicators__indicator_id=value).distinct()
+
+    def filter_exclusion(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
+        return queryset.filter(rule_exclusions__exclusion_id=value).distinct()
+
+
+def with_level_rank(queryset: QuerySet[Rule]) -> QuerySet[Rule]:
+    """Annotate ``level_rank`` (informational=0 .. critical=4) for sorting by severity."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    return queryset.annotate(
+        level_rank=Case(
+            *[When(level=name, then=Value(rank)) for rank, name in enumerate(LEVELS)],
+            default=Value(-1),
+            output_field=IntegerField(),
+        )
+    )
+
+
+def sort_rules(queryset: QuerySet[Rule], sort: str) -> QuerySet[Rule]:
+    """Apply one of :data:`SORTS`; unknown values keep the current (relevance/title) order."""
+    fields = SORTS.get(sort)
+    if not fields:
+        return queryset
+    if any("level_rank" in f for f in fields):
+        queryset = with_level_rank(queryset)
+    return queryset.order_by(*fields)
