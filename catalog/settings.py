@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "catalog.middleware.SecurityHeadersMiddleware",
+    "catalog.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "catalog.urls"
