@@ -46,6 +46,7 @@ Progress = Callable[[int, int], None]
 _TECHNIQUE = re.compile(r"^t\d{4}(\.\d{3})?$", re.IGNORECASE)
 _RULE_SET = re.compile(r"^(rules(-[a-z0-9-]+)?|deprecated|unsupported|examples)$")
 _BATCH = 2000
+_UNREADABLE_ROOT = frozenset({"not-found", "bad-archive"})
 _JSON_FIELDS = frozenset(
     {"references", "falsepositives", "related", "detection", "conditions", "unsupported"}
 )
@@ -114,17 +115,25 @@ def import_rules(
     prune: bool = False,
     trigger: str = "command",
     progress: Progress | None = None,
+    rule_set: str | None = None,
 ) -> ImportReport:
-    """Import rule files from ``paths`` (directories, files, archives); upsert by rule id."""
+    """Import rule files from ``paths`` (directories, files, archives); upsert by rule id.
+
+    ``rule_set`` names the set the rules belong to; by default it is derived from each path
+    (``rules-emerging-threats/...`` -> ``rules-emerging-threats``).
+    """
     started = time.perf_counter()
     run = ImportRun.objects.create(trigger=trigger, sources=[str(p) for p in paths])
     report = ImportReport(run_id=run.pk)
     try:
         files, refusals = _read_sources(paths)
         report.errors.extend(FileError(r.path, r.reason, r.code) for r in refusals)
+        if prune and (not files or any(r.code in _UNREADABLE_ROOT for r in refusals)):
+            # A typo in a path must not empty the catalog.
+            raise ValueError("refusing to prune: a path was missing, unreadable or empty")
         plan = _plan(files, report, progress)
         with transaction.atomic():
-            _write(plan, report, prune=prune)
+            _write(plan, report, prune=prune, rule_set=rule_set)
     except Exception as exc:
         report.seconds = time.perf_counter() - started
         _finish(run, report, ImportRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
@@ -160,67 +169,108 @@ class _Plan:
 
 
 def _plan(files: list[SourceFile], report: ImportReport, progress: Progress | None) -> _Plan:
-    """Decide per file: unchanged (same bytes as stored), new, changed, duplicate or failed."""
+    """Decide per file, in path order: unchanged, new, changed, duplicate or failed.
+
+    Files whose bytes equal a stored rule's are not parsed at all (that is what makes an
+    unchanged re-import cheap); the rest are parsed, possibly in parallel. Duplicate ids are
+    resolved afterwards in path order, so the first file always wins whatever was stored.
+    """
     existing: dict[str, tuple[int, str]] = {
         rule_id: (pk, digest)
         for pk, rule_id, digest in Rule.objects.values_list("pk", "rule_id", "content_hash")
     }
     by_hash = {digest: rule_id for rule_id, (_, digest) in existing.items()}
+    digests = [content_hash(source.data) for source in files]
+    to_parse = [i for i, digest in enumerate(digests) if digest not in by_hash]
+    parsed_at: dict[int, ParsedRule | RuleError] = {}
+    total = len(files)
+    for done, (index, outcome) in enumerate(
+        zip(to_parse, _parse_all([files[i] for i in to_parse]), strict=True), start=1
+    ):
+        parsed_at[index] = outcome
+        if progress:
+            progress(total - len(to_parse) + done, total)
+    if progress and not to_parse:
+        progress(total, total)
+
     plan = _Plan()
     first_path: dict[str, str] = {}
-    to_parse: list[tuple[SourceFile, str]] = []
-    for source in files:
-        digest = content_hash(source.data)
-        known_id = by_hash.get(digest)
-        if known_id is not None and known_id not in plan.seen_ids:
-            # Same bytes as the stored rule: nothing to parse or write.
-            plan.seen_ids.add(known_id)
-            first_path[known_id] = source.path
-            report.unchanged += 1
-        else:
-            to_parse.append((source, digest))
-    total = len(files)
-    done = report.unchanged
-    if progress:
-        progress(done, total)
-    for (source, digest), outcome in zip(to_parse, _parse_all(to_parse), strict=True):
-        done += 1
-        if progress:
-            progress(done, total)
+    for index, source in enumerate(files):
+        digest = digests[index]
+        outcome = parsed_at.get(index)
         if isinstance(outcome, RuleError):
             report.errors.append(FileError(source.path, str(outcome), outcome.code))
             continue
-        parsed = outcome
-        if parsed.id in plan.seen_ids:
+        rule_id = by_hash[digest] if outcome is None else outcome.id
+        if rule_id in plan.seen_ids:
             report.errors.append(
                 FileError(
                     source.path,
-                    f"duplicate rule id {parsed.id}: already imported from "
-                    f"{first_path[parsed.id]}; this file was skipped",
+                    f"duplicate rule id {rule_id}: already imported from "
+                    f"{first_path[rule_id]}; this file was skipped",
                     "duplicate-id",
                 )
             )
             continue
-        plan.seen_ids.add(parsed.id)
-        first_path[parsed.id] = source.path
-        if parsed.id in existing:
-            pk, old = existing[parsed.id]
-            if old == digest:
-                report.unchanged += 1
-            else:
-                plan.changed.append((parsed, digest, pk))
+        if outcome is not None:
+            problem = unstorable(outcome)
+            if problem:
+                report.errors.append(FileError(source.path, problem, "unstorable"))
+                continue
+        plan.seen_ids.add(rule_id)
+        first_path[rule_id] = source.path
+        if outcome is None or existing.get(rule_id, (0, ""))[1] == digest:
+            report.unchanged += 1
+        elif rule_id in existing:
+            plan.changed.append((outcome, digest, existing[rule_id][0]))
         else:
-            plan.new.append((parsed, digest))
+            plan.new.append((outcome, digest))
     return plan
+
+
+_MAX_KIND = Indicator._meta.get_field("kind").max_length or 100
+
+
+def unstorable(parsed: ParsedRule) -> str | None:
+    """Why a parsed rule cannot be stored (checked per file so one never aborts an import)."""
+    texts = [parsed.id, parsed.title, parsed.description, parsed.author, parsed.raw_yaml,
+             json.dumps(_jsonable(parsed.detection))]
+    texts += [item.value for item in (*parsed.indicators, *parsed.exclusions)]
+    texts += [item.field for item in (*parsed.indicators, *parsed.exclusions)]
+    # json.dumps escapes NUL as \u0000; PostgreSQL text columns cannot hold NUL at all.
+    if any("\x00" in text or "\\u0000" in text for text in texts):
+        return "the rule contains a NUL character, which the catalog cannot store"
+    for item in (*parsed.indicators, *parsed.exclusions):
+        if len(item.kind) > _MAX_KIND:
+            return f"modifier chain {item.kind[:60]!r}... is longer than {_MAX_KIND} characters"
+    if len(parsed.id) > 100:
+        return "the rule id is longer than 100 characters"
+    return None
 
 
 # Below this many files a worker pool costs more to start than it saves.
 _PARALLEL_MIN_FILES = 400
 
 
-def _parse_all(items: list[tuple[SourceFile, str]]) -> Iterator[ParsedRule | RuleError]:
+def _strings(value: Any) -> list[str]:
+    """Every key and string value inside a YAML structure."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found.extend(str(k) for k in item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            found.append(item)
+    return found
+
+
+def _parse_all(items: list[SourceFile]) -> Iterator[ParsedRule | RuleError]:
     """Parse files in order; on several cores, in a pool of forked worker processes."""
-    jobs = [(source.data, source.catalog_path) for source, _ in items]
+    jobs = [(source.data, source.catalog_path) for source in items]
     workers = min(os.cpu_count() or 1, 4)
     if workers < 2 or len(jobs) < _PARALLEL_MIN_FILES or "fork" not in mp.get_all_start_methods():
         yield from (_parse_job(job) for job in jobs)
@@ -242,7 +292,7 @@ def _parse_job(job: tuple[bytes, str]) -> ParsedRule | RuleError:
     return parsed
 
 
-def _rule_fields(parsed: ParsedRule, digest: str) -> dict[str, Any]:
+def _rule_fields(parsed: ParsedRule, digest: str, rule_set: str | None = None) -> dict[str, Any]:
     indicator_text = " ".join(i.value for i in parsed.indicators)
     return {
         "rule_id": parsed.id,
@@ -265,7 +315,7 @@ def _rule_fields(parsed: ParsedRule, digest: str) -> dict[str, Any]:
         "unsupported": parsed.unsupported,
         "raw_yaml": parsed.raw_yaml,
         "source_path": parsed.source_path[:1000],
-        "rule_set": rule_set_for(parsed.source_path),
+        "rule_set": rule_set or rule_set_for(parsed.source_path),
         "content_hash": digest,
         "search_text": " ".join(
             [parsed.title, parsed.description, " ".join(t.name for t in parsed.tags),
@@ -285,7 +335,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _write(plan: _Plan, report: ImportReport, *, prune: bool) -> None:
+def _write(plan: _Plan, report: ImportReport, *, prune: bool, rule_set: str | None) -> None:
     """All database writes of one import; runs inside a transaction."""
     now = timezone.now()
     changed_pks = [pk for _, _, pk in plan.changed]
@@ -293,7 +343,7 @@ def _write(plan: _Plan, report: ImportReport, *, prune: bool) -> None:
         _delete_children(changed_pks)
         updates = []
         for parsed, digest, pk in plan.changed:
-            rule = Rule(pk=pk, updated_at=now, **_rule_fields(parsed, digest))
+            rule = Rule(pk=pk, updated_at=now, **_rule_fields(parsed, digest, rule_set))
             updates.append(rule)
         Rule.objects.bulk_update(
             updates,
@@ -308,7 +358,7 @@ def _write(plan: _Plan, report: ImportReport, *, prune: bool) -> None:
         columns = [*_rule_fields(plan.new[0][0], ""), "revision", "created_at", "updated_at"]
         rows = []
         for parsed, digest in plan.new:
-            values = _rule_fields(parsed, digest)
+            values = _rule_fields(parsed, digest, rule_set)
             rows.append(
                 tuple(json.dumps(v) if k in _JSON_FIELDS else v for k, v in values.items())
                 + (1, now, now)

@@ -13,7 +13,6 @@ offsets into the original string. Grammar (precedence ``or`` < ``and`` < ``not``
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -144,11 +143,21 @@ def parse_condition(condition: str) -> Node:
 
 
 def resolve_pattern(pattern: str, identifiers: Iterable[str]) -> list[str]:
-    """Identifiers an ``x of pattern`` refers to; ``them`` and patterns skip ``_``-names."""
-    names = [name for name in identifiers if name != "condition" and not name.startswith("_")]
+    """Identifiers an ``x of pattern`` refers to, as pySigma resolves them.
+
+    ``them`` and ordinary patterns skip ``_``-names; a pattern that itself starts with ``_``
+    may select them. Like pySigma, ``*`` is the only wildcard.
+    """
+    names = [name for name in identifiers if name != "condition"]
     if pattern == "them":
-        return names
-    return [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        return [name for name in names if not name.startswith("_")]
+    regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+    allow_private = pattern.startswith("_")
+    return [
+        name
+        for name in names
+        if regex.fullmatch(name) and (allow_private or not name.startswith("_"))
+    ]
 
 
 def referenced(node: Node, identifiers: Iterable[str]) -> list[str]:

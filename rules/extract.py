@@ -21,9 +21,10 @@ from rules.errors import ConditionError, DetectionError
 from rules.model import Exclusion, Indicator, Stage
 
 # The modifier that decides how a value is compared; everything else transforms the value.
+# (``neq`` is not in the catalog's list: ``Field|neq: x`` has kind ``equals|neq``.)
 OPERATOR_MODIFIERS = frozenset(
     {"contains", "startswith", "endswith", "re", "cidr", "gt", "gte", "lt", "lte", "exists",
-     "fieldref", "neq"}
+     "fieldref"}
 )
 
 
@@ -35,6 +36,9 @@ def value_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime.date | datetime.datetime):
         return value.isoformat()
+    written = getattr(value, "written", None)  # numbers loaded by rules.parse keep their text
+    if isinstance(written, str):
+        return written
     return str(value)
 
 
@@ -137,14 +141,17 @@ def identifier_blocks(raw: str) -> dict[str, str]:
         stripped = line.lstrip(" ")
         if not stripped or stripped.startswith("#"):
             if current is not None and stripped:
-                current.append(line)
+                current.append(line[min(indent, len(line) - len(stripped)) :])
             continue
         depth = len(line) - len(stripped)
         if depth == 0:
             break
         if indent < 0:
             indent = depth
-        if depth == indent:
+        if depth == indent and current is not None and (stripped == "-" or stripped[:2] == "- "):
+            # A block sequence may sit at its key's indentation: ``sel:`` then ``- F: a``.
+            current.append(line[indent:])
+        elif depth == indent:
             name = stripped.split(":", 1)[0].strip().strip("'\"")
             current = blocks.setdefault(name, [])
             current.append(line[indent:])

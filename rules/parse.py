@@ -43,7 +43,37 @@ MAX_RULE_BYTES = 1024 * 1024
 # budget is refused before pySigma (which walks the expanded tree) ever sees it.
 MAX_NODES = 50_000
 
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class WrittenInt(int):
+    """An integer that remembers how YAML wrote it (``0x10``, ``0o17``, ``+5``)."""
+
+    written: str
+
+
+class WrittenFloat(float):
+    """A float that remembers how YAML wrote it (``1.50``, ``1e3``)."""
+
+    written: str
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The C loader, except that numbers keep their source text (indicators show values as
+    written). Constructors are Python even in the C loader, so this costs nothing."""
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+    number = WrittenInt(yaml.constructor.SafeConstructor.construct_yaml_int(loader, node))
+    number.written = node.value
+    return number
+
+
+def _construct_float(loader: Any, node: yaml.ScalarNode) -> float:
+    number = WrittenFloat(yaml.constructor.SafeConstructor.construct_yaml_float(loader, node))
+    number.written = node.value
+    return number
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def load_document(data: str | bytes) -> dict[str, Any]:

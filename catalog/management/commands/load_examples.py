@@ -24,7 +24,9 @@ class Command(BaseCommand):
             self.stdout.write("Catalog already has rules; examples not imported (use --force).")
             return
         try:
-            report = import_rules([str(settings.EXAMPLE_RULES_DIR)], trigger="examples")
+            report = import_rules(
+                [str(settings.EXAMPLE_RULES_DIR)], trigger="examples", rule_set="examples"
+            )
         except ImportAborted as exc:
             raise CommandError(str(exc)) from exc
         for error in report.errors:

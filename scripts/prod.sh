@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Production-like start: DEBUG off, static files collected and served by whitenoise, gunicorn.
+# Uses DATABASE_URL when set (PostgreSQL in production), else the embedded SQLite file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export DEBUG=0
+if [ -z "${SECRET_KEY:-}" ]; then
+  # Local trial only: a random key per data directory. Production sets SECRET_KEY itself.
+  keyfile="${DATA_DIR:-var}/secret_key"
+  mkdir -p "$(dirname "$keyfile")"
+  [ -s "$keyfile" ] || .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(50))" > "$keyfile"
+  SECRET_KEY="$(cat "$keyfile")"
+  export SECRET_KEY
+fi
+.venv/bin/python manage.py migrate --noinput -v0
+.venv/bin/python manage.py collectstatic --noinput -v0
+.venv/bin/python manage.py load_examples
+exec .venv/bin/gunicorn catalog.wsgi -c catalog/gunicorn.conf.py
