@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
@@ -209,37 +210,29 @@ def _resolve_path(node: Any, parts: list[str]) -> list[Any]:
     return found
 
 
+@dataclass(slots=True, repr=False, eq=False)
 class Event:
     """One event as the evaluator sees it: a flat field mapping plus lazily built caches."""
 
-    __slots__ = (
-        "_aliases",
-        "_haystack",
-        "_leaves",
-        "_lookup",
-        "_values",
-        "fields",
-        "index",
-        "kind",
-    )
+    fields: dict[str, Any]
+    index: int = 0
+    kind: str = "json"
+    _lookup: dict[str, Any] = field(default_factory=dict, init=False)
+    # Keys with spaces are also reachable without them ("New Process Name" ->
+    # "NewProcessName"); the exact key always wins.
+    _aliases: dict[str, str] | None = field(default=None, init=False)
+    # Per-field matching cache used by the evaluator: field -> tuple of elements or None.
+    _values: dict[Any, Any] = field(default_factory=dict, init=False)
+    _leaves: list[tuple[str, Any]] | None = field(default=None, init=False)
+    _haystack: str | None = field(default=None, init=False)
+    _names: frozenset[str] | None = field(default=None, init=False)
 
-    def __init__(self, fields: dict[str, Any], *, index: int = 0, kind: str = "json") -> None:
-        self.fields = fields
-        self.index = index
-        self.kind = kind
-        self._lookup: dict[str, Any] = {}
-        # Keys with spaces are also reachable without them ("New Process Name" ->
-        # "NewProcessName"); the exact key always wins.
-        self._aliases: dict[str, str] | None = None
-        for key in fields:
-            if " " in key:
+    def __post_init__(self) -> None:
+        for key in self.fields:
+            if isinstance(key, str) and " " in key:
                 if self._aliases is None:
                     self._aliases = {}
                 self._aliases.setdefault(key.replace(" ", ""), key)
-        # Per-field matching cache used by the evaluator: field -> tuple of elements or None.
-        self._values: dict[str | None, Any] = {}
-        self._leaves: list[tuple[str, Any]] | None = None
-        self._haystack: str | None = None
 
     def __repr__(self) -> str:
         return f"Event(kind={self.kind!r}, index={self.index}, fields={len(self.fields)})"
@@ -274,6 +267,16 @@ class Event:
         return value
 
     @property
+    def names(self) -> frozenset[str]:
+        """Field names an exact (or space-less) lookup finds."""
+        if self._names is None:
+            names = set(self.fields)
+            if self._aliases is not None:
+                names.update(self._aliases)
+            self._names = frozenset(names)
+        return self._names
+
+    @property
     def leaves(self) -> list[tuple[str, Any]]:
         """Every scalar value with its dotted field path (list elements share the path)."""
         if self._leaves is None:
@@ -284,8 +287,22 @@ class Event:
     def haystack(self) -> str:
         """Casefolded text of every leaf value joined by NUL: what the prefilter scans."""
         if self._haystack is None:
-            texts = (value_text(v) for _, v in self.leaves)
-            self._haystack = SEPARATOR.join(t.casefold() for t in texts if t is not None)
+            parts: list[str] = []
+            for value in self.fields.values():
+                if isinstance(value, str):
+                    parts.append(value)
+                elif isinstance(value, Mapping | list | tuple):
+                    for _, leaf in _iter_leaves(value, ""):
+                        text = value_text(leaf)
+                        if text is not None:
+                            parts.append(text)
+                else:
+                    text = value_text(value)
+                    if text is not None:
+                        parts.append(text)
+            # casefold() maps character by character, so folding the joined text equals
+            # joining the folded values (and NUL folds to itself).
+            self._haystack = SEPARATOR.join(parts).casefold()
         return self._haystack
 
     def to_dict(self) -> dict[str, Any]:
@@ -373,11 +390,7 @@ def _flatten_userdata(out: dict[str, Any], data: Any) -> None:
 
 def is_evtx_shape(obj: Mapping[str, Any]) -> bool:
     event = obj.get("Event")
-    return (
-        len(obj) == 1
-        and isinstance(event, Mapping)
-        and isinstance(event.get("System"), Mapping)
-    )
+    return len(obj) == 1 and isinstance(event, Mapping) and isinstance(event.get("System"), Mapping)
 
 
 def flatten_evtx(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -485,7 +498,9 @@ def parse_json_events(text: str, *, max_events: int | None = None) -> list[Event
             if max_events is not None and len(events) > max_events:
                 line, col = _line_col(text, start)
                 raise EventInputError(
-                    f"more than {max_events} events", record=len(events) - 1, line=line,
+                    f"more than {max_events} events",
+                    record=len(events) - 1,
+                    line=line,
                     column=col,
                 )
     return events
