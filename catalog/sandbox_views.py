@@ -237,16 +237,19 @@ def _result_rows(run: SandboxRun) -> list[dict[str, Any]]:
     for event, result in zip(run.events, run.results, strict=False):
         matches = []
         for match in result.matches:
-            spans: dict[str, list[tuple[int, int]]] = {}
+            # Spans are offsets into the matched value (one element when a field is an array).
+            spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
             for identifier in match.identifiers:
                 for predicate in identifier.predicates:
-                    if predicate.span and predicate.matched_field:
-                        spans.setdefault(predicate.matched_field, []).append(predicate.span)
-            highlighted = []
-            for name, field_spans in spans.items():
-                value = event.lookup(name) if hasattr(event, "lookup") else None
-                text = value if isinstance(value, str) else json.dumps(value)
-                highlighted.append({"field": name, "pieces": highlight(text, field_spans)})
+                    if predicate.span and predicate.matched_field is not None:
+                        value = predicate.event_value
+                        text = value if isinstance(value, str) else json.dumps(value)
+                        key = (predicate.matched_field, text)
+                        spans.setdefault(key, []).append(tuple(predicate.span))
+            highlighted = [
+                {"field": name, "pieces": highlight(text, field_spans)}
+                for (name, text), field_spans in spans.items()
+            ]
             matches.append({"match": match, "highlighted": highlighted})
         rows.append({"event": event, "result": result, "matches": matches})
     return rows
