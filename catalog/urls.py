@@ -11,6 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("sandbox/", sandbox_page, name="sandbox"),
     path("api/sandbox/", SandboxAPIView.as_view(), name="api-sandbox"),
+    # Before api/: the API router would otherwise claim /api/rules/<id>/convert/.
+    path("", include("catalog.conversion_urls")),
     path("api/", include("catalog.api.urls")),
     path("", include("catalog.web_urls")),
 ]
