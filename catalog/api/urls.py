@@ -1,4 +1,41 @@
-"""API URLs (namespace ``api``); filled in by the API issue."""
+"""API URLs (namespace ``api``): a router for the viewsets, plain paths for files (no
+trailing slash: ``export.csv``, ``layer.json``), the schema and Swagger UI (vendored
+assets from drf-spectacular-sidecar; no Redoc, whose page loads web fonts from a CDN)."""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import SimpleRouter
+
+from catalog.api import views
 
 app_name = "api"
-urlpatterns: list = []
+
+router = SimpleRouter()
+router.register("rules", views.RuleViewSet, basename="rule")
+router.register("indicators", views.IndicatorViewSet, basename="indicator")
+router.register("exclusions", views.ExclusionViewSet, basename="exclusion")
+router.register("imports", views.ImportRunViewSet, basename="import")
+
+urlpatterns = [
+    path("", views.APIRootView.as_view(), name="root"),
+    # Before the router: its rule-detail pattern would otherwise take "export.csv/".
+    path("rules/export.ndjson", views.RuleNdjsonExportView.as_view(), name="rule-export-ndjson"),
+    path("rules/export.csv", views.RuleCsvExportView.as_view(), name="rule-export-csv"),
+    path(
+        "indicators/<int:pk>/rules/", views.IndicatorRulesView.as_view(), name="indicator-rules"
+    ),
+    path(
+        "exclusions/<int:pk>/rules/", views.ExclusionRulesView.as_view(), name="exclusion-rules"
+    ),
+    path("attack/", views.AttackView.as_view(), name="attack"),
+    path("attack/layer.json", views.NavigatorLayerView.as_view(), name="attack-layer"),
+    path("events/", views.EventSourceView.as_view(), name="events"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", views.SwaggerDocsView.as_view(), name="docs"),
+    *router.urls,
+    # Last: any other path under /api/ ending in "/" is a JSON 404. Paths without the slash
+    # are left unresolved so that APPEND_SLASH can still redirect /api/rules to /api/rules/.
+    # [\s\S], not ".": a path may hold an encoded newline (%0A). (An inline (?s) flag would
+    # break reverse() for every URL.)
+    re_path(r"^[\s\S]*/$", views.api_not_found),
+]
