@@ -140,7 +140,23 @@ def import_rules(
         raise ImportAborted(f"import failed, catalog unchanged: {exc}", report) from exc
     report.seconds = time.perf_counter() - started
     _finish(run, report, ImportRun.Status.SUCCEEDED, report.summary())
+    if report.created or report.updated or report.pruned:
+        _vacuum()
     return report
+
+
+def _vacuum() -> None:
+    """Refresh planner statistics and the visibility map after bulk COPY (PostgreSQL only).
+
+    Without it, fresh rows make COUNT(*) scan the heap and plans use stale estimates.
+    VACUUM cannot run inside a transaction, so it is skipped within one (tests).
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {Rule._meta.db_table}")  # the fingerprint's table
+        for model in (Indicator, RuleIndicator, Exclusion):
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
 
 
 def _finish(run: ImportRun, report: ImportReport, status: str, message: str) -> None:
@@ -233,12 +249,11 @@ _MAX_KIND = Indicator._meta.get_field("kind").max_length or 100
 
 def unstorable(parsed: ParsedRule) -> str | None:
     """Why a parsed rule cannot be stored (checked per file so one never aborts an import)."""
-    texts = [parsed.id, parsed.title, parsed.description, parsed.author, parsed.raw_yaml,
-             json.dumps(_jsonable(parsed.detection))]
+    texts = [parsed.id, parsed.title, parsed.description, parsed.author, parsed.raw_yaml]
+    texts += _strings(parsed.detection)
     texts += [item.value for item in (*parsed.indicators, *parsed.exclusions)]
-    texts += [item.field for item in (*parsed.indicators, *parsed.exclusions)]
-    # json.dumps escapes NUL as \u0000; PostgreSQL text columns cannot hold NUL at all.
-    if any("\x00" in text or "\\u0000" in text for text in texts):
+    # PostgreSQL text (and jsonb) columns cannot hold NUL at all.
+    if any("\x00" in text for text in texts):
         return "the rule contains a NUL character, which the catalog cannot store"
     for item in (*parsed.indicators, *parsed.exclusions):
         if len(item.kind) > _MAX_KIND:
@@ -617,5 +632,6 @@ def catalog_fingerprint() -> str:
     """Changes whenever the catalog changes; lets per-process caches (sandbox) rebuild."""
     from django.db.models import Count, Max
 
-    stats = Rule.objects.aggregate(n=Count("pk"), latest=Max("updated_at"))
+    # COUNT(*) (not COUNT(id)) lets PostgreSQL answer from the index after VACUUM.
+    stats = Rule.objects.aggregate(n=Count("*"), latest=Max("updated_at"))
     return f"{stats['n']}:{stats['latest'].isoformat() if stats['latest'] else ''}"
