@@ -240,3 +240,51 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"import {self.pk} ({self.status})"
+
+
+class Conversion(models.Model):
+    """A rule converted for one SIEM target: the conversion cache.
+
+    Keyed by (rule, revision, target, pipeline, output format, backend version): a page view
+    of an unchanged rule reads this row instead of converting, and a new rule revision or a
+    backend/pipeline upgrade (part of ``backend_version``) simply misses. Written only by
+    :mod:`catalog.conversion`.
+    """
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conversions")
+    revision = models.PositiveIntegerField()
+    target = models.CharField(max_length=50)
+    pipeline = models.CharField(max_length=50)
+    output_format = models.CharField(max_length=50, default="default")
+    backend_version = models.CharField(max_length=255)
+    outputs = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=30, blank=True)
+    seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["rule", "target", "pipeline", "output_format"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "rule",
+                    "revision",
+                    "target",
+                    "pipeline",
+                    "output_format",
+                    "backend_version",
+                ],
+                name="conversion_cache_key",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["target", "pipeline", "output_format", "backend_version"],
+                name="conversion_report",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = f"failed ({self.error_kind})" if self.error else "ok"
+        return f"{self.rule_id} -> {self.target}/{self.pipeline}/{self.output_format}: {state}"

@@ -1,0 +1,329 @@
+"""The conversion cache: SIEM queries per (rule revision, target, pipeline, format, backend).
+
+Converting costs milliseconds per rule (Loki: tens), a page view should cost none: every
+conversion is stored in :class:`catalog.models.Conversion` and read back while the rule's
+``revision`` and the backend packages (:func:`rules.convert.backend_version`) are unchanged.
+A new revision or an upgraded backend misses the cache and replaces the stale row.
+
+Everything that reads or writes conversions goes through here: the rule page section, the API,
+the bulk export, the report page and ``manage.py convert_rules``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from django.db.models import Count, F, Q, QuerySet
+
+from catalog.models import Conversion, Rule
+from rules.convert import (
+    PIPELINES,
+    TARGETS,
+    ConversionResult,
+    Converter,
+    PipelineSpec,
+    TargetSpec,
+    backend_version,
+    resolve_options,
+    result_from_outputs,
+)
+
+BATCH = 500
+"""Rules converted (and cache rows written) per batch in bulk runs."""
+
+_RULE_FIELDS = ("pk", "rule_id", "title", "revision", "raw_yaml", "source_path")
+
+
+def rule_filename(rule: Rule) -> str:
+    """The rule's file name for the ``sigma convert`` command line (``rule.yml`` if unknown)."""
+    name = PurePath(rule.source_path.split("!")[-1]).name if rule.source_path else ""
+    return name if name.endswith((".yml", ".yaml")) else ""
+
+
+def _jsonable(outputs: Sequence[Any]) -> list[Any]:
+    """Backend outputs as stored JSON (dict outputs may hold dates or other non-JSON types)."""
+    return json.loads(json.dumps(list(outputs), default=str))
+
+
+def _from_row(row: Conversion, rule: Rule) -> ConversionResult:
+    return result_from_outputs(
+        row.outputs,
+        row.target,
+        row.pipeline,
+        row.output_format,
+        error=row.error or None,
+        error_kind=row.error_kind or None,
+        filename=rule_filename(rule),
+        version=row.backend_version,
+    )
+
+
+def _row(rule: Rule, result: ConversionResult) -> Conversion:
+    return Conversion(
+        rule_id=rule.pk,
+        revision=rule.revision,
+        target=result.target,
+        pipeline=result.pipeline,
+        output_format=result.output_format,
+        backend_version=result.backend_version,
+        outputs=_jsonable(result.outputs) if result.ok else [],
+        error=result.error or "",
+        error_kind=result.error_kind or "",
+        seconds=result.seconds,
+    )
+
+
+def _store(
+    rules: Sequence[Rule], results: Sequence[ConversionResult], *, replace: bool = False
+) -> None:
+    """Write new cache rows and drop the rows they supersede.
+
+    A row is superseded when it was made for an older revision or backend version (or, with
+    ``replace``, always): the cache keeps one row per (rule, target, pipeline, format).
+    """
+    if not rules:
+        return
+    first = results[0]
+    revisions = {rule.pk: rule.revision for rule in rules}
+    existing = Conversion.objects.filter(
+        rule_id__in=list(revisions),
+        target=first.target,
+        pipeline=first.pipeline,
+        output_format=first.output_format,
+    ).values_list("pk", "rule_id", "revision", "backend_version")
+    stale = [
+        pk
+        for pk, rule_pk, revision, version in existing
+        if replace or revision != revisions[rule_pk] or version != first.backend_version
+    ]
+    if stale:
+        Conversion.objects.filter(pk__in=stale).delete()
+    Conversion.objects.bulk_create(
+        [_row(rule, result) for rule, result in zip(rules, results, strict=True)],
+        ignore_conflicts=True,
+    )
+
+
+def get_conversion(
+    rule: Rule,
+    target: str | None,
+    pipeline: str | None = None,
+    output_format: str | None = None,
+) -> tuple[ConversionResult, bool]:
+    """``(result, cached)`` for one rule; converts and stores only on a cache miss.
+
+    Raises :class:`rules.convert.ConversionParameterError` for an unknown target, pipeline or
+    format; a rule the backend cannot convert is a result with ``error`` (cached too).
+    """
+    spec, pipe, fmt = resolve_options(target, pipeline, output_format)
+    version = backend_version(spec.id, pipe.id)
+    row = Conversion.objects.filter(
+        rule_id=rule.pk,
+        revision=rule.revision,
+        target=spec.id,
+        pipeline=pipe.id,
+        output_format=fmt,
+        backend_version=version,
+    ).first()
+    if row is not None:
+        return _from_row(row, rule), True
+    result = Converter(spec.id, pipe.id, fmt).convert(rule.raw_yaml, filename=rule_filename(rule))
+    _store([rule], [result])
+    return result, False
+
+
+def convert_rules(
+    rules: QuerySet[Rule],
+    target: str,
+    pipeline: str | None = None,
+    output_format: str | None = None,
+    *,
+    force: bool = False,
+    batch: int = BATCH,
+) -> Iterator[tuple[Rule, ConversionResult, bool]]:
+    """``(rule, result, cached)`` for every rule of ``rules``, in the queryset's order.
+
+    Cached rows are read per batch; misses are converted with one shared backend (as
+    ``backend.convert`` does for a collection) and written per batch. Primary keys are read
+    first so no database cursor stays open while a streamed response is being sent.
+    """
+    converter = Converter(target, pipeline, output_format)
+    spec, pipe, fmt = converter.spec, converter.pipe, converter.output_format
+    pks = list(rules.values_list("pk", flat=True))
+    for start in range(0, len(pks), batch):
+        chunk = pks[start : start + batch]
+        by_pk = Rule.objects.only(*_RULE_FIELDS).in_bulk(chunk)
+        cached: dict[tuple[int, int], Conversion] = {}
+        if not force:
+            rows = Conversion.objects.filter(
+                rule_id__in=chunk,
+                target=spec.id,
+                pipeline=pipe.id,
+                output_format=fmt,
+                backend_version=converter.backend_version,
+            )
+            cached = {(row.rule_id, row.revision): row for row in rows}
+        fresh_rules: list[Rule] = []
+        fresh_results: list[ConversionResult] = []
+        for pk in chunk:
+            rule = by_pk.get(pk)
+            if rule is None:  # deleted meanwhile
+                continue
+            row = cached.get((rule.pk, rule.revision))
+            if row is not None:
+                yield rule, _from_row(row, rule), True
+                continue
+            result = converter.convert(rule.raw_yaml, filename=rule_filename(rule))
+            fresh_rules.append(rule)
+            fresh_results.append(result)
+            yield rule, result, False
+        _store(fresh_rules, fresh_results, replace=force)
+
+
+# --------------------------------------------------------------------------- warm / report
+
+
+@dataclass(slots=True)
+class Failure:
+    rule_id: str
+    title: str
+    kind: str
+    error: str
+
+
+@dataclass(slots=True)
+class TargetSummary:
+    """How one (target, pipeline, format) fared over a set of rules."""
+
+    target: TargetSpec
+    pipeline: PipelineSpec
+    output_format: str
+    total: int = 0
+    converted: int = 0
+    failed: int = 0
+    from_cache: int = 0
+    seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def missing(self) -> int:
+        """Rules with no cached conversion yet (report only)."""
+        return self.total - self.converted - self.failed
+
+    @property
+    def failures_by_kind(self) -> list[FailureGroup]:
+        """Failures by kind (placeholder, unsupported, pipeline...), then by message."""
+        kinds: dict[str, dict[str, list[Failure]]] = defaultdict(lambda: defaultdict(list))
+        for failure in self.failures:
+            kinds[failure.kind][failure.error].append(failure)
+        groups = [
+            FailureGroup(
+                kind,
+                FAILURE_KINDS.get(kind, kind or "other"),
+                sorted(reasons.items(), key=lambda item: (-len(item[1]), item[0])),
+            )
+            for kind, reasons in kinds.items()
+        ]
+        return sorted(groups, key=lambda g: (-g.count, g.kind))
+
+
+FAILURE_KINDS = {
+    "placeholder": "Needs values for |expand placeholders",
+    "unsupported": "Uses a feature the backend does not support",
+    "pipeline": "The pipeline cannot map the rule's log source or fields",
+    "empty": "The pipeline left no condition",
+    "sigma": "Rejected by pySigma",
+    "backend": "Backend error",
+    "invalid": "Not a valid Sigma rule",
+}
+"""Headings for :attr:`rules.convert.ConversionResult.error_kind` on the report page."""
+
+
+@dataclass(slots=True)
+class FailureGroup:
+    kind: str
+    label: str
+    reasons: list[tuple[str, list[Failure]]]
+
+    @property
+    def count(self) -> int:
+        return sum(len(failures) for _, failures in self.reasons)
+
+
+def warm(
+    rules: QuerySet[Rule],
+    target: str,
+    pipeline: str | None = None,
+    output_format: str | None = None,
+    *,
+    force: bool = False,
+) -> TargetSummary:
+    """Convert (or read from cache) every rule for one target; counts and failures."""
+    spec, pipe, fmt = resolve_options(target, pipeline, output_format)
+    summary = TargetSummary(spec, pipe, fmt)
+    started = time.perf_counter()
+    for rule, result, cached in convert_rules(rules, spec.id, pipe.id, fmt, force=force):
+        summary.total += 1
+        summary.from_cache += cached
+        if result.ok:
+            summary.converted += 1
+        else:
+            summary.failed += 1
+            summary.failures.append(
+                Failure(rule.rule_id, rule.title, result.error_kind or "", result.error or "")
+            )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def report(
+    target: str | None = None, pipeline: str | None = None, output_format: str = "default"
+) -> list[TargetSummary]:
+    """Per (target, pipeline) counts from the cache, without converting anything.
+
+    Lists each target's default pipeline and every other pipeline that has cached rows for
+    the current backend versions; only rows of the rules' current revisions count.
+    """
+    total = Rule.objects.count()
+    current = Conversion.objects.filter(output_format=output_format, revision=F("rule__revision"))
+    counts = {
+        (row["target"], row["pipeline"], row["backend_version"]): row
+        for row in current.values("target", "pipeline", "backend_version").annotate(
+            ok=Count("pk", filter=Q(error="")), failed=Count("pk", filter=~Q(error=""))
+        )
+    }
+    summaries: list[TargetSummary] = []
+    for spec in TARGETS.values():
+        if target and spec.id != target:
+            continue
+        for pipeline_id in spec.pipelines:
+            if pipeline and pipeline_id != pipeline:
+                continue
+            version = backend_version(spec.id, pipeline_id)
+            row = counts.get((spec.id, pipeline_id, version))
+            if row is None and pipeline_id != spec.default_pipeline and not pipeline:
+                continue
+            summary = TargetSummary(spec, PIPELINES[pipeline_id], output_format, total=total)
+            if row is not None:
+                summary.converted, summary.failed = row["ok"], row["failed"]
+                summary.failures = _failures(current, spec.id, pipeline_id, version)
+            summaries.append(summary)
+    return summaries
+
+
+def _failures(
+    rows: QuerySet[Conversion], target: str, pipeline: str, version: str
+) -> list[Failure]:
+    failed = (
+        rows.filter(target=target, pipeline=pipeline, backend_version=version)
+        .exclude(error="")
+        .order_by("error", "rule__title")
+        .values_list("rule__rule_id", "rule__title", "error_kind", "error")
+    )
+    return [Failure(*values) for values in failed]
