@@ -804,6 +804,33 @@ class Evaluator:
     ) -> list[EventResult]:
         return [self.evaluate(e, **options) for e in events]
 
+    def match_stream(
+        self,
+        events: Sequence[Event | Mapping[str, Any]],
+        *,
+        all_rules: bool = False,
+        workers: int = 1,
+    ) -> list[list[str]]:
+        """Matching rule ids per event, in order; bulk inputs use ``workers`` processes.
+
+        Workers are forked, so they share this evaluator's compiled rules copy-on-write and
+        nothing is pickled but events and rule ids. Small batches stay in-process.
+        """
+        if workers < 2 or len(events) < _PARALLEL_MIN_EVENTS or not _can_fork():
+            return [self.match_ids(e, all_rules=all_rules) for e in events]
+        import multiprocessing as mp
+
+        global _FORKED
+        _FORKED = (self, all_rules)
+        try:
+            chunk = max(64, len(events) // (workers * 8))
+            batches = [list(events[i : i + chunk]) for i in range(0, len(events), chunk)]
+            with mp.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_match_batch, batches)
+        finally:
+            _FORKED = None
+        return [ids for part in parts for ids in part]
+
     # -- explanation ---------------------------------------------------------------------------
 
     def _explain_match(self, rule: CompiledRule, ev: Event) -> RuleMatch:
@@ -1088,6 +1115,25 @@ def _as_event(event: Event | Mapping[str, Any]) -> Event:
     if isinstance(event, Mapping):
         return event_from_mapping(event)
     raise TypeError(f"expected an Event or a mapping, got {type(event).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel bulk matching
+
+_PARALLEL_MIN_EVENTS = 2000
+_FORKED: tuple[Evaluator, bool] | None = None
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+
+    return "fork" in mp.get_all_start_methods()
+
+
+def _match_batch(batch: list[Event | Mapping[str, Any]]) -> list[list[str]]:
+    assert _FORKED is not None  # set by the parent before forking
+    evaluator, all_rules = _FORKED
+    return [evaluator.match_ids(e, all_rules=all_rules) for e in batch]
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ over all inputs, in order); a summary on standard error; exit status 2 for unrea
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -34,6 +36,30 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true")
 
+    def _match(
+        self,
+        events: list[Event],
+        evaluator: Any,
+        options: dict[str, Any],
+        rule_ids: list[str] | None,
+    ) -> Iterator[tuple[int, list[list[str]]]]:
+        """Matching ids per event, in chunks (bulk inputs use every core)."""
+        workers = os.cpu_count() or 1
+        for start in range(0, len(events), CHUNK):
+            chunk = events[start : start + CHUNK]
+            if rule_ids:
+                results = [
+                    evaluator.evaluate(
+                        e, all_rules=options["all_rules"], rule_ids=rule_ids, explain=False
+                    ).matched_ids
+                    for e in chunk
+                ]
+            else:
+                results = evaluator.match_stream(
+                    chunk, all_rules=options["all_rules"], workers=workers
+                )
+            yield start, results
+
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
         events: list[Event] = []
@@ -54,29 +80,32 @@ class Command(BaseCommand):
             self.stderr.write(f"error: unknown rule id(s): {', '.join(unknown)}")
             sys.exit(2)
         matches = 0
-        out = self.stdout
         bar = tqdm(
-            events, unit="event", file=sys.stderr, leave=False,
+            total=len(events), unit="event", file=sys.stderr, leave=False,
             disable=options["no_progress"] or len(events) < 200 or None,
         )
-        for index, event in enumerate(bar):
-            result = evaluator.evaluate(
-                event, all_rules=options["all_rules"], rule_ids=rule_ids, explain=False
-            )
-            for match in result.matches:
-                matches += 1
-                out.write(
-                    json.dumps(
-                        {"event": index, "rule_id": match.rule_id, "title": match.title,
-                         "level": match.level}
+        for start, ids_per_event in self._match(events, evaluator, options, rule_ids):
+            for offset, ids in enumerate(ids_per_event):
+                for rule_id in ids:
+                    matches += 1
+                    rule = evaluator.rule(rule_id)
+                    self.stdout.write(
+                        json.dumps(
+                            {"event": start + offset, "rule_id": rule_id,
+                             "title": rule.title if rule else "",
+                             "level": rule.level if rule else ""}
+                        )
                     )
-                )
+            bar.update(len(ids_per_event))
         bar.close()
         rules = len(rule_ids) if rule_ids else len(evaluator)
         seconds = time.perf_counter() - started
         self.stderr.write(
             f"{len(events)} events, {rules} rules, {matches} matches, {seconds:.2f} s"
         )
+
+
+CHUNK = 5000
 
 
 def _read(path: str) -> list[Event]:
