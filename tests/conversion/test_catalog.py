@@ -98,7 +98,7 @@ def test_convert_section_include_renders_with_rule_and_request(site, seed_rule, 
     assert 'id="convert"' in html and 'method="get"' in html and 'action="#convert"' in html
     assert "EventCode=4104" in html
     assert "sigma convert -t splunk -p windows-logsources -p splunk_windows" in html
-    assert 'data-convert-copy="convert-query-0" hidden' in html
+    assert 'data-copy="convert-query-0" data-status="convert-copy-status" hidden' in html
     assert "conversion/convert.js" in html and "<script>" not in html
     assert f"/rules/{SEED_ID}/?target=splunk&amp;pipeline=splunk_windows#convert" in html
     assert calls() == 1
