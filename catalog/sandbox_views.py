@@ -165,6 +165,8 @@ class SandboxAPIView(APIView):
             payload = request.data
         except ParseError as exc:
             return Response({"error": f"invalid JSON: {exc.detail}", "parameter": "body"}, 400)
+        except RecursionError:
+            return Response({"error": "invalid JSON: nested too deeply", "parameter": "body"}, 400)
         try:
             events = events_from_payload(payload)
             all_rules, rule_ids, explain = options_from_payload(payload)

@@ -28,7 +28,8 @@ def env_list(name: str, default: str) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY") or (
     # A fixed development key keeps `runserver` zero-setup; production must set SECRET_KEY.
-    "dev-insecure-key-set-SECRET_KEY-in-production-0123456789abcdefghijklmnop"
+    # The "django-insecure-" prefix makes `check --deploy` flag it (security.W009).
+    "django-insecure-dev-key-set-SECRET_KEY-in-production-0123456789abcdefghijklmnop"
 )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

@@ -25,8 +25,10 @@ from catalog.models import (
     Tag,
 )
 
-# Parts of the children query, in output order.
-TAGS, STAGES, INDICATORS, EXCLUSIONS = range(4)
+# Parts of the children query, in output order. REVISION is the rule's own revision, read in
+# the same statement as the children, so a reader racing an import can tell whether the row
+# it read first and the children belong together.
+TAGS, STAGES, INDICATORS, EXCLUSIONS, REVISION = range(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ def _children_sql(vendor: str) -> str:
             f"s.negated, CAST(s.identifiers AS TEXT) FROM {stage} s WHERE s.rule_id = %s",
             predicates(INDICATORS, RuleIndicator, Indicator, "indicator_id"),
             predicates(EXCLUSIONS, RuleExclusion, Exclusion, "exclusion_id"),
+            f"SELECT {REVISION}, '', '', '', '', r.revision, 0, 0, FALSE, '' "
+            f"FROM {q(Rule._meta.db_table)} r WHERE r.id = %s",
         ]
     ) + " ORDER BY part, n1, n2, a"
 
@@ -83,13 +87,19 @@ def load_rule_detail(rule_id: str) -> RuleDetail | None:
     """The rule with Sigma id ``rule_id`` and its children, or None if there is none."""
     if "\x00" in rule_id:
         return None  # PostgreSQL text cannot hold NUL: no rule has such an id
-    rule = Rule.objects.defer("search_text", "search_vector").filter(rule_id=rule_id).first()
-    if rule is None:
-        return None
-    detail = RuleDetail(rule)
-    with connection.cursor() as cursor:
-        cursor.execute(_children_sql(connection.vendor), [rule.pk] * 4)
-        rows = cursor.fetchall()
+    # Under READ COMMITTED each statement sees its own snapshot: if an import committed
+    # between the two statements, the children belong to a newer revision. Read again then.
+    for _ in range(5):
+        rule = Rule.objects.defer("search_text", "search_vector").filter(rule_id=rule_id).first()
+        if rule is None:
+            return None
+        detail = RuleDetail(rule)
+        with connection.cursor() as cursor:
+            cursor.execute(_children_sql(connection.vendor), [rule.pk] * 5)
+            rows = cursor.fetchall()
+        revision = next((r[5] for r in rows if r[0] == REVISION), None)
+        if revision == rule.revision:
+            break
     for part, a, b, c, d, n1, n2, n3, flag, extra in rows:
         if part == TAGS:
             detail.tags.append(a)
@@ -98,7 +108,7 @@ def load_rule_detail(rule_id: str) -> RuleDetail | None:
                 {"group": n1, "index": n2, "text": a, "identifiers": json.loads(extra or "[]"),
                  "yaml": b, "negated": bool(flag)}
             )
-        else:
+        elif part in (INDICATORS, EXCLUSIONS):
             link = PredicateLink(id=n2, field=a, kind=b, value=c, identifier=d, corpus=n3)
             (detail.indicators if part == INDICATORS else detail.exclusions).append(link)
     return detail
