@@ -162,6 +162,14 @@ def identifier_blocks(raw: str) -> dict[str, str]:
     return {name: "\n".join(body) + "\n" for name, body in blocks.items()}
 
 
+class _Dumper(yaml.CSafeDumper):  # type: ignore[misc]
+    """Safe dumper that also writes int/float subclasses (numbers that keep their text)."""
+
+
+_Dumper.add_multi_representer(int, yaml.representer.SafeRepresenter.represent_int)
+_Dumper.add_multi_representer(float, yaml.representer.SafeRepresenter.represent_float)
+
+
 def dump_identifiers(
     detection: dict[str, Any], names: list[str], blocks: dict[str, str] | None = None
 ) -> str:
@@ -172,7 +180,7 @@ def dump_identifiers(
     if not subset:
         return ""
     return yaml.dump(
-        subset, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True,
+        subset, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
         default_flow_style=False, width=1000,
     )
 

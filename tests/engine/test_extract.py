@@ -760,3 +760,15 @@ def test_an_empty_identifier_is_a_detection_error():
 def test_malformed_detection_values_raise_a_rule_error(detection):
     with pytest.raises(RuleError):
         parse(detection)
+
+
+def test_flow_style_stage_yaml_writes_numbers_that_keep_their_text() -> None:
+    """Flow-style detections fall back to dumping YAML; numbers loaded as written must dump."""
+    from rules.parse import parse_rule
+
+    rule = parse_rule(
+        "{title: t, id: 6b1f0e6e-2f55-4a43-9a0e-1d6f3f7c2b11, logsource: {product: w}, "
+        "detection: {sel: {A: 0x10, B: 1.50, C: true}, condition: sel}}"
+    )
+    assert rule.stages[1].yaml == "sel:\n  A: 16\n  B: 1.5\n  C: true\n"
+    assert [i.value for i in rule.indicators] == ["0x10", "1.50", "true"]
