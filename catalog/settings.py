@@ -141,6 +141,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "catalog",
         "TIMEOUT": 3600,
+        "OPTIONS": {"MAX_ENTRIES": 2000},
     }
 }
 

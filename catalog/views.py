@@ -18,9 +18,11 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
@@ -735,7 +737,40 @@ def rule_analysis(rule: Rule, show_all: bool) -> dict[str, Any]:
     }
 
 
+def fingerprint_cached(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Cache whole responses of a public page per URL and catalog state.
+
+    Only anonymous GETs (no session cookie) are cached, and only 200s: the page must hold
+    nothing per user (no CSRF token: the sandbox forms it posts to are CSRF-exempt because
+    evaluating text changes nothing). A new import changes the fingerprint, so the next
+    request renders afresh.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "GET" or settings.SESSION_COOKIE_NAME in request.COOKIES:
+            return view(request, *args, **kwargs)
+        digest = hashlib.sha1(
+            f"{catalog_fingerprint()}|{request.get_full_path()}".encode()
+        ).hexdigest()
+        key = f"page:{view.__name__}:{digest}"
+        hit = cache.get(key)
+        if hit is not None:
+            content, content_type = hit
+            return HttpResponse(content, content_type=content_type)
+        response = view(request, *args, **kwargs)
+        if response.status_code == 200 and not response.streaming and not response.cookies:
+            cache.set(key, (response.content, response["Content-Type"]), PAGE_CACHE_SECONDS)
+        return response
+
+    return wrapper
+
+
+PAGE_CACHE_SECONDS = 600
+
+
 @require_safe
+@fingerprint_cached
 def rule_detail(request: HttpRequest, rule_id: str) -> HttpResponse:
     rule = get_object_or_404(Rule.objects.defer("search_text", "search_vector", "detection"),
                              rule_id=rule_id)  # fmt: skip
