@@ -24,7 +24,13 @@ PRODUCTION_ENV = {
 
 
 def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process (Playwright's sync API
+    # runs an event loop); a production environment never has it.
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION_ENV and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     base.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
