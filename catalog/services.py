@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from catalog.models import (
@@ -635,3 +636,33 @@ def catalog_fingerprint() -> str:
     # COUNT(*) (not COUNT(id)) lets PostgreSQL answer from the index after VACUUM.
     stats = Rule.objects.aggregate(n=Count("*"), latest=Max("updated_at"))
     return f"{stats['n']}:{stats['latest'].isoformat() if stats['latest'] else ''}"
+
+
+# How long a process reuses the catalog fingerprint. The query costs a round trip (more than a
+# cached page or an indicator lookup); reusing it for a moment makes caches and validators
+# nearly free under load. An import or a rule deletion in this process forgets it at once;
+# other processes catch up within the TTL.
+FINGERPRINT_TTL = 2.0
+_fingerprint: tuple[float, str] | None = None
+
+
+def current_fingerprint() -> str:
+    """:func:`catalog_fingerprint`, reused for up to ``FINGERPRINT_TTL`` seconds."""
+    global _fingerprint
+    now = time.monotonic()
+    cached = _fingerprint
+    if cached is not None and now - cached[0] < FINGERPRINT_TTL:
+        return cached[1]
+    value = catalog_fingerprint()
+    _fingerprint = (now, value)
+    return value
+
+
+def forget_fingerprint(**kwargs: Any) -> None:
+    global _fingerprint
+    _fingerprint = None
+
+
+# Every import saves its ImportRun when it starts and when it ends (after its transaction).
+post_save.connect(forget_fingerprint, sender=ImportRun, dispatch_uid="forget-fingerprint")
+post_delete.connect(forget_fingerprint, sender=Rule, dispatch_uid="forget-fingerprint")

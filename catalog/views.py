@@ -48,7 +48,7 @@ from catalog.models import (
     Tag,
     Technique,
 )
-from catalog.services import catalog_fingerprint
+from catalog.services import catalog_fingerprint, current_fingerprint
 from catalog.templatetags.catalog_tags import ChartRow, heat_level, rarity
 from rules import attack, taxonomy
 
@@ -751,7 +751,7 @@ def fingerprint_cached(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
         if request.method != "GET" or settings.SESSION_COOKIE_NAME in request.COOKIES:
             return view(request, *args, **kwargs)
         digest = hashlib.sha1(
-            f"{catalog_fingerprint()}|{request.get_full_path()}".encode()
+            f"{current_fingerprint()}|{request.get_full_path()}".encode()
         ).hexdigest()
         key = f"page:{view.__name__}:{digest}"
         hit = cache.get(key)

@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import Model, Prefetch, QuerySet
-from django.db.models.signals import post_delete, post_save
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -64,7 +62,12 @@ from catalog.models import (
     Tag,
     identity_hash,
 )
-from catalog.services import ImportAborted, ImportReport, catalog_fingerprint, import_rules
+from catalog.services import (
+    ImportAborted,
+    ImportReport,
+    current_fingerprint,
+    import_rules,
+)
 from rules.model import identity_value
 
 # Bump when a response's shape changes: ETags must not survive a change of representation.
@@ -79,36 +82,6 @@ BRIEF_RULE_FIELDS = (
 # --------------------------------------------------------------------------------------------
 # Shared behaviour
 # --------------------------------------------------------------------------------------------
-
-
-# How long a process reuses the catalog fingerprint. catalog_fingerprint() counts the rules
-# (a sequential scan: ~8 ms on PostgreSQL with the full corpus, more than a whole lookup);
-# reusing it for a moment makes validators nearly free under load. An import or a rule
-# deletion in this process forgets it at once; other processes catch up within the TTL.
-FINGERPRINT_TTL = 2.0
-_fingerprint: tuple[float, str] | None = None
-
-
-def current_fingerprint() -> str:
-    """:func:`catalog_fingerprint`, reused for up to ``FINGERPRINT_TTL`` seconds."""
-    global _fingerprint
-    now = time.monotonic()
-    cached = _fingerprint
-    if cached is not None and now - cached[0] < FINGERPRINT_TTL:
-        return cached[1]
-    value = catalog_fingerprint()
-    _fingerprint = (now, value)
-    return value
-
-
-def forget_fingerprint(**kwargs: Any) -> None:
-    global _fingerprint
-    _fingerprint = None
-
-
-# Every import saves its ImportRun when it starts and when it ends (after its transaction).
-post_save.connect(forget_fingerprint, sender=ImportRun, dispatch_uid="api-forget-fingerprint")
-post_delete.connect(forget_fingerprint, sender=Rule, dispatch_uid="api-forget-fingerprint")
 
 
 class _Conditional(Exception):

@@ -18,6 +18,7 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from catalog import services
 from catalog.services import import_rules
 from tests.conftest import EXAMPLES
 
@@ -54,10 +55,9 @@ def _plain_static_storage(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests roll the catalog back behind the API's back: never reuse a fingerprint."""
-    from catalog.api import views
 
-    monkeypatch.setattr(views, "FINGERPRINT_TTL", 0.0)
-    views.forget_fingerprint()
+    monkeypatch.setattr(services, "FINGERPRINT_TTL", 0.0)
+    services.forget_fingerprint()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.utils.http import http_date, parse_http_date
 
+from catalog import services
 from catalog.models import Indicator, Rule
 from catalog.services import import_rules
 from tests.api.conftest import write_synthetic_rules
@@ -84,9 +85,8 @@ def test_the_fingerprint_is_reused_briefly_and_forgotten_on_import(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from catalog.api import views
 
-    monkeypatch.setattr(views, "FINGERPRINT_TTL", 60.0)
+    monkeypatch.setattr(services, "FINGERPRINT_TTL", 60.0)
     first = client.get("/api/attack/")
     with CaptureQueriesContext(connection) as captured:
         assert client.get("/api/attack/")["ETag"] == first["ETag"]

@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.urls import get_resolver
 
+from catalog import services
 from catalog.services import import_rules
 from tests.conftest import EXAMPLES
 
@@ -26,8 +27,10 @@ SECTION_IDS = [
 
 
 @pytest.fixture(autouse=True)
-def _pages_settings(settings: Any) -> Iterator[None]:
-    """No collectstatic manifest in tests; no cached page data leaking between tests."""
+def _pages_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No collectstatic manifest in tests; no cached page data leaking between tests; the
+    catalog fingerprint read afresh each time (query counts stay deterministic)."""
+    monkeypatch.setattr(services, "FINGERPRINT_TTL", 0.0)
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
