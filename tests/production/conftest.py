@@ -42,10 +42,10 @@ def _plain_static_storage(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests change the catalog behind the API's back: never reuse a cached fingerprint."""
-    from catalog.api import views
+    from catalog import services
 
-    monkeypatch.setattr(views, "FINGERPRINT_TTL", 0.0)
-    views.forget_fingerprint()
+    monkeypatch.setattr(services, "FINGERPRINT_TTL", 0.0)
+    services.forget_fingerprint()
 
 
 @pytest.fixture(autouse=True)
