@@ -242,6 +242,24 @@ class Matcher:
 EXACT, PREFIX, SUFFIX, CONTAINS, GLOB, REGEX, ANY = range(7)
 
 
+class ElementMatcher(Matcher):
+    """A matcher that decides one event value at a time with ``_ok``; the span is the value."""
+
+    __slots__ = ()
+
+    def _ok(self, e: Elem) -> bool:
+        raise NotImplementedError
+
+    def test(self, ev: Event, elems: Elems) -> bool:
+        return bool(elems) and any(self._ok(e) for e in elems)  # type: ignore[union-attr]
+
+    def find(self, ev: Event, elems: Elems) -> tuple[int, Span | None] | None:
+        for i, e in enumerate(elems or ()):
+            if self._ok(e):
+                return i, (0, len(e[1] or ""))
+        return None
+
+
 class StringMatcher(Matcher):
     """A SigmaString (or SigmaCasedString) with wildcards, anchored at both ends."""
 
@@ -503,7 +521,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-class NumberMatcher(Matcher):
+class NumberMatcher(ElementMatcher):
     """Numeric equality with JSON numbers; text equality with string values."""
 
     __slots__ = ("number", "text")
@@ -518,15 +536,6 @@ class NumberMatcher(Matcher):
             return raw == self.text
         return _is_number(raw) and raw == self.number
 
-    def test(self, ev: Event, elems: Elems) -> bool:
-        return bool(elems) and any(self._ok(e) for e in elems)  # type: ignore[union-attr]
-
-    def find(self, ev: Event, elems: Elems) -> tuple[int, Span | None] | None:
-        for i, e in enumerate(elems or ()):
-            if self._ok(e):
-                return i, (0, len(e[1] or ""))
-        return None
-
     def literals(self) -> Literals:
         # An equal JSON number prints with this text inside it ("4104" in "4104.0") while
         # floats print positionally, i.e. for magnitudes in [1e-4, 1e15).
@@ -536,7 +545,7 @@ class NumberMatcher(Matcher):
         return None
 
 
-class BoolMatcher(Matcher):
+class BoolMatcher(ElementMatcher):
     """``true``/``false``: JSON booleans and the strings "true"/"false" in any case."""
 
     __slots__ = ("value",)
@@ -549,15 +558,6 @@ class BoolMatcher(Matcher):
         if isinstance(raw, bool):
             return raw is self.value
         return isinstance(raw, str) and e[2] == ("true" if self.value else "false")
-
-    def test(self, ev: Event, elems: Elems) -> bool:
-        return bool(elems) and any(self._ok(e) for e in elems)  # type: ignore[union-attr]
-
-    def find(self, ev: Event, elems: Elems) -> tuple[int, Span | None] | None:
-        for i, e in enumerate(elems or ()):
-            if self._ok(e):
-                return i, (0, len(e[1] or ""))
-        return None
 
 
 class NullMatcher(Matcher):
@@ -618,7 +618,7 @@ _COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
 }
 
 
-class CompareMatcher(Matcher):
+class CompareMatcher(ElementMatcher):
     """``gt/gte/lt/lte``: numbers and decimal strings; anything else never matches."""
 
     __slots__ = ("number", "op")
@@ -631,17 +631,8 @@ class CompareMatcher(Matcher):
         n = _as_number(e[0])
         return n is not None and self.op(n, self.number)
 
-    def test(self, ev: Event, elems: Elems) -> bool:
-        return bool(elems) and any(self._ok(e) for e in elems)  # type: ignore[union-attr]
 
-    def find(self, ev: Event, elems: Elems) -> tuple[int, Span | None] | None:
-        for i, e in enumerate(elems or ()):
-            if self._ok(e):
-                return i, (0, len(e[1] or ""))
-        return None
-
-
-class CIDRMatcher(Matcher):
+class CIDRMatcher(ElementMatcher):
     """``|cidr``: IPv4/IPv6 networks; values that are not IP addresses never match."""
 
     __slots__ = ("network",)
@@ -661,15 +652,6 @@ class CIDRMatcher(Matcher):
         if mapped is not None and self.network.version == 4:
             return mapped in self.network
         return addr.version == self.network.version and addr in self.network
-
-    def test(self, ev: Event, elems: Elems) -> bool:
-        return bool(elems) and any(self._ok(e) for e in elems)  # type: ignore[union-attr]
-
-    def find(self, ev: Event, elems: Elems) -> tuple[int, Span | None] | None:
-        for i, e in enumerate(elems or ()):
-            if self._ok(e):
-                return i, (0, len(e[1] or ""))
-        return None
 
 
 class FieldRefMatcher(Matcher):
@@ -724,7 +706,7 @@ _TIME_PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
 }
 
 
-class TimestampMatcher(Matcher):
+class TimestampMatcher(ElementMatcher):
     """``|minute``, ``|hour``, ``|day``, ``|week``, ``|month``, ``|year`` of an ISO timestamp."""
 
     __slots__ = ("number", "part")
@@ -742,15 +724,6 @@ class TimestampMatcher(Matcher):
         except ValueError:
             return False
         return self.part(stamp) == self.number
-
-    def test(self, ev: Event, elems: Elems) -> bool:
-        return bool(elems) and any(self._ok(e) for e in elems)  # type: ignore[union-attr]
-
-    def find(self, ev: Event, elems: Elems) -> tuple[int, Span | None] | None:
-        for i, e in enumerate(elems or ()):
-            if self._ok(e):
-                return i, (0, len(e[1] or ""))
-        return None
 
 
 class ExpansionMatcher(Matcher):
