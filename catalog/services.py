@@ -8,6 +8,7 @@ catalog intact, and readers see either the old or the new catalog.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import multiprocessing as mp
@@ -124,6 +125,7 @@ def import_rules(
     (``rules-emerging-threats/...`` -> ``rules-emerging-threats``).
     """
     started = time.perf_counter()
+    _close_interrupted_runs()
     run = ImportRun.objects.create(trigger=trigger, sources=[str(p) for p in paths])
     report = ImportReport(run_id=run.pk)
     try:
@@ -158,6 +160,20 @@ def _vacuum() -> None:
         cursor.execute(f"VACUUM ANALYZE {Rule._meta.db_table}")  # the fingerprint's table
         for model in (Indicator, RuleIndicator, Exclusion):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
+
+
+# An import takes seconds; a run still "running" after this long was killed with its process.
+INTERRUPTED_AFTER = datetime.timedelta(hours=1)
+
+
+def _close_interrupted_runs() -> None:
+    """Mark runs whose process died mid-import (their transaction rolled back) as failed."""
+    cutoff = timezone.now() - INTERRUPTED_AFTER
+    ImportRun.objects.filter(status=ImportRun.Status.RUNNING, started_at__lt=cutoff).update(
+        status=ImportRun.Status.FAILED,
+        finished_at=timezone.now(),
+        message="interrupted: the import process ended before finishing; nothing was changed",
+    )
 
 
 def _finish(run: ImportRun, report: ImportReport, status: str, message: str) -> None:

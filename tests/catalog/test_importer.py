@@ -711,3 +711,24 @@ class TestFullCorpusImport:
             if exclusion_counts.get(row[:3], 0) != row[3]
         ]
         assert not wrong, wrong[:10]
+
+
+@pytest.mark.django_db
+def test_a_run_left_running_by_a_killed_import_is_closed_as_failed_by_the_next(
+    tmp_path: Path,
+) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from catalog.models import ImportRun as Run
+
+    stale = Run.objects.create(trigger="command", sources=["gone"])
+    Run.objects.filter(pk=stale.pk).update(started_at=timezone.now() - datetime.timedelta(hours=2))
+    recent = Run.objects.create(trigger="command", sources=["still going"])
+    (tmp_path / "empty").mkdir()
+    import_rules([str(tmp_path / "empty")])
+    stale.refresh_from_db()
+    recent.refresh_from_db()
+    assert stale.status == Run.Status.FAILED and "interrupted" in stale.message
+    assert recent.status == Run.Status.RUNNING  # a concurrent import is left alone
