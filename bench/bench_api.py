@@ -33,38 +33,11 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RULE_DIRS = ["rules", "rules-compliance", "rules-dfir", "rules-emerging-threats",
-             "rules-placeholder", "rules-threat-hunting"]  # fmt: skip
+from corpus_db import ensure_corpus, ensure_database  # noqa: E402  (bench/ is on sys.path)
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/api_bench"
 FLOOR_URL = "/bench/floor/"
 TARGETS = {"indicator lookup by identity": 5.0, "rule detail": 10.0}
-
-
-def ensure_database(url: str) -> None:
-    """Create the database named by ``url`` when the server does not have it yet."""
-    import psycopg
-
-    server, _, name = url.rpartition("/")
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def ensure_corpus(corpus: Path) -> None:
-    from django.core.management import call_command
-
-    from catalog.models import Rule
-    from catalog.services import import_rules
-
-    call_command("migrate", verbosity=0)
-    if Rule.objects.exists():
-        return
-    dirs = [str(corpus / d) for d in RULE_DIRS if (corpus / d).is_dir()]
-    if not dirs:
-        sys.exit(f"the database is empty and no corpus was found under {corpus}")
-    print(f"Importing the corpus from {corpus} ...", flush=True)
-    print(f"  {import_rules(dirs, trigger='bench').summary()}", flush=True)
 
 
 def install_urlconf() -> str:

@@ -27,9 +27,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from corpus_db import ensure_corpus, ensure_database  # noqa: E402  (bench/ is on sys.path)
+
 SEED_RULE = "adf876b3-f1f8-4aa9-a4e4-a64106feec06"
-RULE_DIRS = ["rules", "rules-compliance", "rules-dfir", "rules-emerging-threats",
-             "rules-placeholder", "rules-threat-hunting"]  # fmt: skip
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/pages_bench"
 # (label, URL, has a target). The four targeted pages come from the issue; the others are
 # measured for information.
@@ -47,34 +47,6 @@ PAGES: list[tuple[str, str, bool]] = [
 ]
 RATIO_TARGET = 10.0
 RULE_PAGE_TARGET_MS = 30.0
-
-
-def ensure_database(url: str) -> None:
-    """Create the database named by ``url`` when the server does not have it yet."""
-    import psycopg
-
-    server, _, name = url.rpartition("/")
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def ensure_corpus(corpus: Path) -> None:
-    from django.core.management import call_command
-
-    from catalog.models import Rule
-    from catalog.services import import_rules
-
-    call_command("migrate", verbosity=0)
-    if Rule.objects.exists():
-        return
-    dirs = [str(corpus / d) for d in RULE_DIRS if (corpus / d).is_dir()]
-    if not dirs:
-        sys.exit(f"the database is empty and no corpus was found under {corpus}")
-    print(f"Importing the corpus from {corpus} ...", flush=True)
-    report = import_rules(dirs, trigger="bench")
-    print(f"  {report.summary()}", flush=True)
 
 
 def install_urlconf() -> str:
