@@ -12,8 +12,8 @@ here, do not pay for it; ``--cold-fingerprint`` measures with that reuse turned 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/api_bench \\
         .venv/bin/python bench/bench_api.py [--rounds 300] [--corpus ../shared/corpus/sigmahq]
 
-The database is created if missing; if it holds no rules, the SigmaHQ corpus is imported
-into it first (about 10 s). Prints the table; exits 1 if a target is missed with --strict.
+``bench/corpus_db.py`` creates the database and imports the corpus when needed. Prints the
+table; with ``--strict``, exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -24,16 +24,13 @@ import random
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from corpus_db import ensure_corpus, ensure_database  # noqa: E402  (bench/ is on sys.path)
+# bench/ is on sys.path when a benchmark runs as a script.
+from corpus_db import DEFAULT_CORPUS, register_urlconf, report_targets, start_site
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/api_bench"
 FLOOR_URL = "/bench/floor/"
@@ -58,10 +55,8 @@ def install_urlconf() -> str:
         def get(self, request: Request) -> Response:
             return Response({"ok": True})
 
-    module = types.ModuleType("bench_api_urls")
-    module.urlpatterns = [path(FLOOR_URL.strip("/") + "/", FloorView.as_view()), *site]  # type: ignore[attr-defined]
-    sys.modules[module.__name__] = module
-    return module.__name__
+    floor = path(FLOOR_URL.strip("/") + "/", FloorView.as_view())
+    return register_urlconf("bench_api_urls", [floor, *site])
 
 
 def sample_urls(rounds: int, seed: int) -> dict[str, list[str]]:
@@ -160,7 +155,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus" / "sigmahq"))
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
         "--cold-fingerprint",
@@ -169,24 +164,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")
-    os.environ.setdefault("STATIC_MANIFEST", "0")
-    os.environ["DEBUG"] = "0"
-    if not os.environ["DATABASE_URL"].startswith("postgres"):
-        sys.exit("DATABASE_URL must point at PostgreSQL")
-    ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    from django.conf import settings
+    start_site(DEFAULT_URL, Path(args.corpus), install_urlconf)
     from django.test import Client
-    from django.urls import clear_url_caches
-
-    ensure_corpus(Path(args.corpus))
-    settings.ROOT_URLCONF = install_urlconf()
-    clear_url_caches()
 
     from catalog import services
     from catalog.models import Indicator, Rule
@@ -209,11 +188,7 @@ def main() -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nLoad average during the run: {load:.2f} on {os.cpu_count()} CPUs", end="")
     print(" (a busy machine inflates the database round trips the floor does not make)")
-    if missed:
-        print("Missed: " + ", ".join(missed))
-        return 1 if args.strict else 0
-    print("All targets met.")
-    return 0
+    return report_targets(missed, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RULE_DIRS = [
-    "rules",
-    "rules-compliance",
-    "rules-dfir",
-    "rules-emerging-threats",
-    "rules-placeholder",
-    "rules-threat-hunting",
-]
+from corpus_db import RULE_DIRS  # noqa: E402  (bench/ is on sys.path)
+
 SEED_ID = "adf876b3-f1f8-4aa9-a4e4-a64106feec06"
 
 

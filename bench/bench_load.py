@@ -49,8 +49,12 @@ ENDPOINTS: list[tuple[str, str, str, str | None]] = [
     ("static file (baseline)", "GET", "/static/css/site.css", None),
     ("rule page", "GET", f"/rules/{SEED_RULE}/", None),
     ("rule list ?q=powershell", "GET", "/rules/?q=powershell", None),
-    ("indicator API lookup", "GET",
-     "/api/indicators/?field=ScriptBlockText&kind=contains&value=Test-NetConnection", None),
+    (
+        "indicator API lookup",
+        "GET",
+        "/api/indicators/?field=ScriptBlockText&kind=contains&value=Test-NetConnection",
+        None,
+    ),
     ("sandbox API POST", "POST", "/api/sandbox/", SANDBOX_BODY),
 ]
 RULE_PAGE_P99_TARGET_MS = 100.0
@@ -107,9 +111,12 @@ def prepare_database(env: dict[str, str], url: str) -> int:
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     log = open(env["BENCH_SERVER_LOG"], "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [str(Path(PYTHON).with_name("gunicorn")), "catalog.wsgi", "-c",
-         "catalog/gunicorn.conf.py"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [str(Path(PYTHON).with_name("gunicorn")), "catalog.wsgi", "-c", "catalog/gunicorn.conf.py"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -167,15 +174,34 @@ end
 """
 
 
-def run_wrk(base: str, label: str, method: str, path: str, body: str | None,
-            duration: int, connections: int, threads: int, tmp: Path) -> Result:
+def run_wrk(
+    base: str,
+    label: str,
+    method: str,
+    path: str,
+    body: str | None,
+    duration: int,
+    connections: int,
+    threads: int,
+    tmp: Path,
+) -> Result:
     script = tmp / "bench.lua"
     body_line = f"wrk.body = {json.dumps(body)}" if body else ""
     script.write_text(WRK_LUA % {"method": method, "body": body_line})
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-           "-s", str(script), base + path]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         timeout=duration + 60).stdout
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        base + path,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=duration + 60
+    ).stdout
     result = Result(label, "wrk")
     if m := re.search(r"(\d+) requests in", out):
         result.requests = int(m.group(1))
@@ -185,9 +211,7 @@ def run_wrk(base: str, label: str, method: str, path: str, body: str | None,
         result.p50_ms, result.p99_ms = int(m.group(1)) / 1000, int(m.group(2)) / 1000
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         result.non_2xx = int(m.group(1))
-    if m := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    ):
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         result.socket_errors = sum(int(g) for g in m.groups())
     if m := re.search(r"STATUS 2xx=(\d+) 3xx=(\d+) 4xx=(\d+) 429=(\d+) 5xx=(\d+)", out):
         keys = ["2xx", "3xx", "4xx", "429", "5xx"]
@@ -200,8 +224,16 @@ def run_wrk(base: str, label: str, method: str, path: str, body: str | None,
 # -- Python fallback --------------------------------------------------------------------------
 
 
-def run_python(host: str, port: int, label: str, method: str, path: str, body: str | None,
-               duration: int, connections: int) -> Result:
+def run_python(
+    host: str,
+    port: int,
+    label: str,
+    method: str,
+    path: str,
+    body: str | None,
+    duration: int,
+    connections: int,
+) -> Result:
     """One thread per connection, keep-alive, closed-loop (like wrk). Runs in this process,
     which is separate from the server's."""
     deadline = time.monotonic() + duration
@@ -257,15 +289,27 @@ def run_python(host: str, port: int, label: str, method: str, path: str, body: s
     return result
 
 
-def run_python_subprocess(args: argparse.Namespace, port: int, endpoint: tuple[Any, ...]
-                          ) -> Result:
+def run_python_subprocess(args: argparse.Namespace, port: int, endpoint: tuple[Any, ...]) -> Result:
     """The Python generator in its own process, so it never shares a GIL with anything."""
     label, method, path, body = endpoint
-    spec = json.dumps({"port": port, "label": label, "method": method, "path": path,
-                       "body": body, "duration": args.duration,
-                       "connections": args.connections})
-    out = subprocess.run([PYTHON, __file__, "--generate", spec], capture_output=True,
-                         text=True, check=True, timeout=args.duration + 120).stdout
+    spec = json.dumps(
+        {
+            "port": port,
+            "label": label,
+            "method": method,
+            "path": path,
+            "body": body,
+            "duration": args.duration,
+            "connections": args.connections,
+        }
+    )
+    out = subprocess.run(
+        [PYTHON, __file__, "--generate", spec],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=args.duration + 120,
+    ).stdout
     return Result(**json.loads(out.strip().splitlines()[-1]))
 
 
@@ -290,6 +334,7 @@ def report(results: list[Result], connections: int, duration: int) -> list[str]:
     return lines
 
 
+# Long on purpose: one benchmark run, its phases in the order they print.
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
@@ -302,8 +347,16 @@ def main() -> int:
 
     if args.generate:  # child process of the Python generator
         spec = json.loads(args.generate)
-        result = run_python("127.0.0.1", spec["port"], spec["label"], spec["method"],
-                            spec["path"], spec["body"], spec["duration"], spec["connections"])
+        result = run_python(
+            "127.0.0.1",
+            spec["port"],
+            spec["label"],
+            spec["method"],
+            spec["path"],
+            spec["body"],
+            spec["duration"],
+            spec["connections"],
+        )
         print(json.dumps(result.__dict__))
         return 0
 
@@ -334,20 +387,35 @@ def main() -> int:
     results: list[Result] = []
     try:
         base = f"http://127.0.0.1:{port}"
-        print(f"gunicorn on {base} (pid {proc.pid}), {rules} rules, "
-              f"load generator: {'wrk' if use_wrk else 'python'}", flush=True)
+        print(
+            f"gunicorn on {base} (pid {proc.pid}), {rules} rules, "
+            f"load generator: {'wrk' if use_wrk else 'python'}",
+            flush=True,
+        )
         for endpoint in ENDPOINTS:
             label, method, path, body = endpoint
             # Warm up (caches, compiled sandbox, connections) outside the measurement.
             for _ in range(5):
-                request = urllib.request.Request(base + path, data=body.encode() if body
-                                                 else None, method=method,
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    base + path,
+                    data=body.encode() if body else None,
+                    method=method,
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(request, timeout=30) as response:
                     response.read()
             if use_wrk:
-                result = run_wrk(base, label, method, path, body, args.duration,
-                                 args.connections, args.threads, tmp)
+                result = run_wrk(
+                    base,
+                    label,
+                    method,
+                    path,
+                    body,
+                    args.duration,
+                    args.connections,
+                    args.threads,
+                    tmp,
+                )
             else:
                 result = run_python_subprocess(args, port, endpoint)
             results.append(result)
@@ -364,11 +432,14 @@ def main() -> int:
     misses = []
     for r in results:
         if r.socket_errors or r.non_2xx or r.status_5xx:
-            misses.append(f"{r.label}: {r.non_2xx} non-2xx, {r.status_5xx} 5xx, "
-                          f"{r.socket_errors} socket errors")
+            misses.append(
+                f"{r.label}: {r.non_2xx} non-2xx, {r.status_5xx} 5xx, "
+                f"{r.socket_errors} socket errors"
+            )
     if rule_page.p99_ms >= RULE_PAGE_P99_TARGET_MS:
-        misses.append(f"rule page p99 {rule_page.p99_ms:.1f} ms >= "
-                      f"{RULE_PAGE_P99_TARGET_MS:.0f} ms")
+        misses.append(
+            f"rule page p99 {rule_page.p99_ms:.1f} ms >= {RULE_PAGE_P99_TARGET_MS:.0f} ms"
+        )
     if tracebacks:
         misses.append(f"{tracebacks} tracebacks in the server log")
     print("targets: " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))

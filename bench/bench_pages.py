@@ -9,25 +9,21 @@ median under 30 ms.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/pages_bench \\
         .venv/bin/python bench/bench_pages.py [--rounds 200] [--corpus ../shared/corpus/sigmahq]
 
-The database is created if missing; if it holds no rules, the SigmaHQ corpus is imported
-into it first (about 10 s). Prints the table; exits 1 if a target is missed with --strict.
+Set-up as in ``bench/corpus_db.py``. Prints the table; exits 1 if a target is missed with
+--strict.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from corpus_db import ensure_corpus, ensure_database  # noqa: E402  (bench/ is on sys.path)
+# bench/ is on sys.path when a benchmark runs as a script.
+from corpus_db import DEFAULT_CORPUS, register_urlconf, report_targets, start_site
 
 SEED_RULE = "adf876b3-f1f8-4aa9-a4e4-a64106feec06"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/pages_bench"
@@ -74,10 +70,7 @@ def install_urlconf() -> str:
             patterns.insert(0, path("", include("catalog.conversion_urls")))
         except ImportError:
             pass
-    module = types.ModuleType("bench_pages_urls")
-    module.urlpatterns = patterns  # type: ignore[attr-defined]
-    sys.modules[module.__name__] = module
-    return module.__name__
+    return register_urlconf("bench_pages_urls", patterns)
 
 
 def measure(client: Any, urls: list[str], rounds: int) -> dict[str, list[float]]:
@@ -98,29 +91,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus" / "sigmahq"))
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
 
-    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")
-    os.environ.setdefault("STATIC_MANIFEST", "0")  # no collectstatic needed to render pages
-    os.environ["DEBUG"] = "0"
-    if not os.environ["DATABASE_URL"].startswith("postgres"):
-        sys.exit("DATABASE_URL must point at PostgreSQL")
-    ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    from django.conf import settings
+    start_site(DEFAULT_URL, Path(args.corpus), install_urlconf)
     from django.test import Client
-
-    ensure_corpus(Path(args.corpus))
-    settings.ROOT_URLCONF = install_urlconf()
-    from django.urls import clear_url_caches
-
-    clear_url_caches()
 
     from catalog.models import Rule
 
@@ -136,8 +112,10 @@ def main() -> int:
     header = f"{'page':<32} {'median ms':>10} {'p90 ms':>8} {'x floor':>8}  target"
     print(header)
     print("-" * len(header))
-    print(f"{'floor (bare view)':<32} {floor:>10.2f} "
-          f"{statistics.quantiles(timings[baseline_url], n=10)[-1]:>8.2f} {1.0:>8.2f}")
+    print(
+        f"{'floor (bare view)':<32} {floor:>10.2f} "
+        f"{statistics.quantiles(timings[baseline_url], n=10)[-1]:>8.2f} {1.0:>8.2f}"
+    )
     missed = []
     for label, url, targeted in PAGES:
         median = statistics.median(timings[url])
@@ -156,11 +134,7 @@ def main() -> int:
                 missed.append(label)
         print(f"{label:<32} {median:>10.2f} {p90:>8.2f} {ratio:>8.2f}  {verdict}")
     print()
-    if missed:
-        print("Missed: " + ", ".join(missed))
-        return 1 if args.strict else 0
-    print("All targets met.")
-    return 0
+    return report_targets(missed, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -15,9 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from catalog.models import Exclusion, ImportRun, Indicator, Rule, Tactic, Tag, Technique
-from catalog.services import ImportAborted, import_rules
-
-UPLOAD_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".yml", ".yaml")
+from catalog.services import ImportAborted, ImportReport
+from catalog.uploads import import_upload, is_rule_upload
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,18 +35,16 @@ class RuleAdmin(ReadOnlyAdmin):
     exclude = ["search_vector"]
 
 
-@admin.register(Indicator)
-class IndicatorAdmin(ReadOnlyAdmin):
+class PredicateAdmin(ReadOnlyAdmin):
+    """Indicators and exclusions: one identity (field, kind, value) and its rule count."""
+
     list_display = ["field", "kind", "value", "rule_count"]
     list_filter = ["kind"]
     search_fields = ["field", "value"]
 
 
-@admin.register(Exclusion)
-class ExclusionAdmin(ReadOnlyAdmin):
-    list_display = ["field", "kind", "value", "rule_count"]
-    list_filter = ["kind"]
-    search_fields = ["field", "value"]
+admin.site.register(Indicator, PredicateAdmin)
+admin.site.register(Exclusion, PredicateAdmin)
 
 
 admin.site.register(Tag, ReadOnlyAdmin)
@@ -67,8 +62,7 @@ class RuleUploadForm(forms.Form):
 
     def clean_archive(self) -> Any:
         upload = self.cleaned_data["archive"]
-        name = upload.name.lower()
-        if not name.endswith(UPLOAD_SUFFIXES):
+        if not is_rule_upload(upload.name):
             raise forms.ValidationError("Upload a .zip, .tar.gz or .yml file.")
         if upload.size > settings.RULE_ARCHIVE_MAX_BYTES:
             raise forms.ValidationError(
@@ -80,8 +74,10 @@ class RuleUploadForm(forms.Form):
 
 @admin.register(ImportRun)
 class ImportRunAdmin(ReadOnlyAdmin):
-    list_display = ["started_at", "trigger", "status", "created", "updated", "unchanged",
-                    "failed", "pruned", "seconds"]
+    list_display = [
+        "started_at", "trigger", "status", "created", "updated", "unchanged", "failed", "pruned",
+        "seconds",
+    ]  # fmt: skip
     list_filter = ["status", "trigger"]
     change_list_template = "admin/catalog/importrun/change_list.html"
 
@@ -117,16 +113,9 @@ class ImportRunAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/catalog/importrun/upload.html", context)
 
 
-def _import_upload(upload: Any, prune: bool) -> Any:
-    """Spool the upload to a temporary file with its suffix, then run the normal importer."""
-    name = upload.name.lower()
-    suffix = next(s for s in UPLOAD_SUFFIXES if name.endswith(s))
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / f"upload{suffix}"
-        with target.open("wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
-        try:
-            return import_rules([str(target)], prune=prune, trigger="admin")
-        except ImportAborted:
-            return None
+def _import_upload(upload: Any, prune: bool) -> ImportReport | None:
+    """The import's report, or None when it was aborted (the catalog is then unchanged)."""
+    try:
+        return import_upload(upload, prune=prune, trigger="admin")
+    except ImportAborted:
+        return None

@@ -1,9 +1,5 @@
-"""Conversion URLs (namespace ``conversion``), included at the site root.
-
-Include them before ``api/`` so ``/api/rules/<id>/convert/`` is not taken by the API router::
-
-    path("", include("catalog.conversion_urls")),
-"""
+"""Conversion pages (namespace ``conversion``), included at the site root; their JSON
+endpoints are in the API (:mod:`catalog.api.conversion`)."""
 
 from django.urls import path
 
@@ -14,11 +10,4 @@ app_name = "conversion"
 urlpatterns = [
     path("rules/<str:rule_id>/convert/", conversion_views.rule_convert, name="rule-convert"),
     path("convert/report/", conversion_views.conversion_report, name="report"),
-    path(
-        "api/rules/<str:rule_id>/convert/",
-        conversion_views.api_rule_convert,
-        name="api-rule-convert",
-    ),
-    path("api/convert/targets/", conversion_views.api_targets, name="api-targets"),
-    path("api/convert/export/", conversion_views.api_export, name="api-export"),
 ]

@@ -74,29 +74,33 @@ class RuleFilterSet(django_filters.FilterSet):
         return search_rules(queryset, value)
 
     def filter_tactic(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
-        value = value.strip().lower().replace("_", "-")
-        return queryset.filter(
-            Q(tactics__shortname=value) | Q(tactics__attack_id__iexact=value)
-        ).distinct()
+        tactic = value.strip().lower().replace("_", "-")
+        return _across(
+            queryset, Q(tactics__shortname=tactic) | Q(tactics__attack_id__iexact=tactic)
+        )
 
     def filter_technique(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
-        value = value.strip().upper()
+        tid = value.strip().upper()
         # A technique also matches rules tagged with its sub-techniques.
-        return queryset.filter(
-            Q(techniques__attack_id=value) | Q(techniques__attack_id__startswith=value + ".")
-        ).distinct()
+        sub_techniques = Q(techniques__attack_id__startswith=tid + ".")
+        return _across(queryset, Q(techniques__attack_id=tid) | sub_techniques)
 
     def filter_tag(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
-        return queryset.filter(tags__name__iexact=value.strip()).distinct()
+        return _across(queryset, Q(tags__name__iexact=value.strip()))
 
     def filter_namespace(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
-        return queryset.filter(tags__namespace=value.strip().lower()).distinct()
+        return _across(queryset, Q(tags__namespace=value.strip().lower()))
 
     def filter_indicator(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
-        return queryset.filter(rule_indicators__indicator_id=value).distinct()
+        return _across(queryset, Q(rule_indicators__indicator_id=value))
 
     def filter_exclusion(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
-        return queryset.filter(rule_exclusions__exclusion_id=value).distinct()
+        return _across(queryset, Q(rule_exclusions__exclusion_id=value))
+
+
+def _across(queryset: QuerySet[Rule], condition: Q) -> QuerySet[Rule]:
+    """Filter over a to-many relation; DISTINCT so a rule matching twice is listed once."""
+    return queryset.filter(condition).distinct()
 
 
 def with_level_rank(queryset: QuerySet[Rule]) -> QuerySet[Rule]:

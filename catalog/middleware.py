@@ -58,7 +58,10 @@ class DatabaseUnavailableMiddleware:
             "Accept", ""
         ):
             response: HttpResponse = JsonResponse(
-                {"detail": "The catalog database is unavailable; try again shortly."},
+                {
+                    "detail": "The catalog database is unavailable; try again shortly.",
+                    "parameter": None,
+                },
                 status=503,
             )
         else:

@@ -7,6 +7,7 @@ dataclasses (:mod:`rules.model`) into these models inside one transaction.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
@@ -68,7 +69,12 @@ class Technique(models.Model):
 
 
 class Rule(models.Model):
-    """One Sigma detection rule, keyed by its Sigma ``id``."""
+    """One Sigma detection rule, keyed by its Sigma ``id``.
+
+    ``rule_id`` is the Sigma id (a UUID string, used in URLs), not a foreign-key column:
+    on the child models (``Stage.rule_id``, ``Conversion.rule_id``, ...) ``rule_id`` is
+    Django's column for the ``rule`` foreign key and holds this model's integer ``pk``.
+    """
 
     rule_id = models.CharField(max_length=100, unique=True)
     title = models.CharField(max_length=500)
@@ -133,84 +139,83 @@ class Stage(models.Model):
         return f"stage {self.group}.{self.index}: {self.text}"
 
 
-class Indicator(models.Model):
-    """A (field, kind, value) identity shared by every rule that looks for it.
+class Predicate(models.Model):
+    """A (field, kind, value) identity shared by every rule that uses it (abstract).
 
     ``value_key`` is casefolded except for regex and ``cased`` kinds. ``rule_count`` is the
     number of distinct rules using it, refreshed by each import (the "Corpus" column).
+    :class:`Indicator` and :class:`Exclusion` differ only in their link table and URL.
     """
 
+    detail_url_name = ""
+
     field = models.TextField(blank=True)
     kind = models.CharField(max_length=100)
     value = models.TextField()
     value_key = models.TextField()
     identity = models.CharField(max_length=40, unique=True)
     rule_count = models.PositiveIntegerField(default=0, db_index=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-rule_count", "field", "kind", "value_key"]
+
+    def __str__(self) -> str:
+        return f"{self.field or 'keywords'} {self.kind} {self.value}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(self.detail_url_name, args=[self.pk])
+
+
+class RulePredicate(models.Model):
+    """A predicate as one rule wrote it (abstract): the value keeps that rule's case.
+
+    Subclasses add the ``rule`` foreign key and the one to their predicate model (their
+    related names differ, so they cannot be declared here without a migration).
+    """
+
+    value = models.TextField()
+    identifier = models.CharField(max_length=200)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+        ordering = ["rule", "position"]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Indicator(Predicate):
+    """A value a rule looks for (outside any top-level NOT)."""
+
+    detail_url_name = "catalog:indicator-detail"
     rules = models.ManyToManyField(Rule, through="RuleIndicator", related_name="indicators")
 
-    class Meta:
-        ordering = ["-rule_count", "field", "kind", "value_key"]
 
-    def __str__(self) -> str:
-        return f"{self.field or 'keywords'} {self.kind} {self.value}"
+class Exclusion(Predicate):
+    """A value that rules suppress under a top-level NOT."""
 
-    def get_absolute_url(self) -> str:
-        return reverse("catalog:indicator-detail", args=[self.pk])
-
-
-class RuleIndicator(models.Model):
-    """An indicator as one rule wrote it (the value keeps that rule's case)."""
-
-    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="rule_indicators")
-    indicator = models.ForeignKey(
-        Indicator, on_delete=models.CASCADE, related_name="rule_indicators"
-    )
-    value = models.TextField()
-    identifier = models.CharField(max_length=200)
-    position = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["rule", "position"]
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Exclusion(models.Model):
-    """A (field, kind, value) identity that rules suppress under a top-level NOT."""
-
-    field = models.TextField(blank=True)
-    kind = models.CharField(max_length=100)
-    value = models.TextField()
-    value_key = models.TextField()
-    identity = models.CharField(max_length=40, unique=True)
-    rule_count = models.PositiveIntegerField(default=0, db_index=True)
+    detail_url_name = "catalog:exclusion-detail"
     rules = models.ManyToManyField(Rule, through="RuleExclusion", related_name="exclusions")
 
-    class Meta:
-        ordering = ["-rule_count", "field", "kind", "value_key"]
 
-    def __str__(self) -> str:
-        return f"{self.field or 'keywords'} {self.kind} {self.value}"
-
-    def get_absolute_url(self) -> str:
-        return reverse("catalog:exclusion-detail", args=[self.pk])
+def _link(to: type[models.Model] | str, related_name: str) -> models.ForeignKey[Any]:
+    return models.ForeignKey(to, on_delete=models.CASCADE, related_name=related_name)
 
 
-class RuleExclusion(models.Model):
-    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="rule_exclusions")
-    exclusion = models.ForeignKey(
-        Exclusion, on_delete=models.CASCADE, related_name="rule_exclusions"
-    )
-    value = models.TextField()
-    identifier = models.CharField(max_length=200)
-    position = models.PositiveIntegerField(default=0)
+class RuleIndicator(RulePredicate):
+    """An indicator as one rule wrote it."""
 
-    class Meta:
-        ordering = ["rule", "position"]
+    rule = _link(Rule, "rule_indicators")
+    indicator = _link(Indicator, "rule_indicators")
 
-    def __str__(self) -> str:
-        return self.value
+
+class RuleExclusion(RulePredicate):
+    """An exclusion as one rule wrote it."""
+
+    rule = _link(Rule, "rule_exclusions")
+    exclusion = _link(Exclusion, "rule_exclusions")
 
 
 class ImportRun(models.Model):
@@ -249,6 +254,9 @@ class Conversion(models.Model):
     of an unchanged rule reads this row instead of converting, and a new rule revision or a
     backend/pipeline upgrade (part of ``backend_version``) simply misses. Written only by
     :mod:`catalog.conversion`.
+
+    ``rule_id`` here is the foreign key's column (the Rule's ``pk``); the Sigma id is
+    ``rule.rule_id``.
     """
 
     rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conversions")

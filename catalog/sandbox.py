@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from catalog.models import Rule
@@ -21,6 +21,8 @@ from rules.model import ParsedRule
 from rules.parse import parse_rule
 
 MAX_EVENTS = 10_000
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""Largest API body or page upload the sandbox reads."""
 # Evaluation stops (and says so) past this budget, so one request cannot hold a worker.
 TIME_BUDGET_SECONDS = 20.0
 
@@ -49,7 +51,6 @@ class SandboxRun:
     elapsed_ms: float
     truncated: bool = False
     rule_count: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def match_count(self) -> int:
@@ -106,7 +107,6 @@ def run_sandbox(
         elapsed_ms=(time.perf_counter() - started) * 1000,
         truncated=truncated,
         rule_count=len(engine),
-        options={"all_rules": all_rules, "rule_ids": list(rule_ids or [])},
     )
 
 

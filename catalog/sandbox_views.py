@@ -1,4 +1,4 @@
-"""Sandbox page (``/sandbox/``) and API (``POST /api/sandbox/``)."""
+"""The sandbox page (``/sandbox/``); its JSON API is :mod:`catalog.api.sandbox`."""
 
 from __future__ import annotations
 
@@ -9,175 +9,19 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
-from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
-from rest_framework.views import APIView
 
 from catalog.models import Rule
-from catalog.sandbox import MAX_EVENTS, SandboxRun, highlight, run_sandbox
-from rules.events import Event, EventInputError, event_from_mapping, parse_events, scriptblock_event
-
-MAX_BODY_BYTES = 2 * 1024 * 1024
+from catalog.sandbox import MAX_BODY_BYTES, MAX_EVENTS, SandboxRun, highlight, run_sandbox
+from rules.events import Event, EventInputError, parse_events
 
 
 class SandboxInputError(ValueError):
-    """A request the sandbox cannot evaluate; ``status`` is 400 or 413."""
+    """A paste or upload the sandbox page cannot evaluate; ``status_code`` is 400 or 413."""
 
-    def __init__(self, message: str, *, parameter: str = "", status_code: int = 400) -> None:
+    def __init__(self, message: str, *, status_code: int = 400) -> None:
         super().__init__(message)
-        self.parameter = parameter
         self.status_code = status_code
 
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": str(self)}
-        if self.parameter:
-            body["parameter"] = self.parameter
-        return body
-
-
-def events_from_payload(payload: Any) -> list[Event]:
-    """Validate an API payload and turn it into events (errors name the parameter)."""
-    if not isinstance(payload, dict):
-        raise SandboxInputError("the body must be a JSON object")
-    given = [key for key in ("scriptblock", "event", "events") if key in payload]
-    if len(given) != 1:
-        raise SandboxInputError(
-            "give exactly one of 'scriptblock', 'event' or 'events'", parameter="body"
-        )
-    key = given[0]
-    value = payload[key]
-    if key == "scriptblock":
-        if not isinstance(value, str):
-            raise SandboxInputError("'scriptblock' must be a string", parameter=key)
-        if not value.strip():
-            raise SandboxInputError("'scriptblock' is empty", parameter=key)
-        return [scriptblock_event(value)]
-    if key == "event":
-        if not isinstance(value, dict):
-            raise SandboxInputError("'event' must be a JSON object", parameter=key)
-        if not value:
-            raise SandboxInputError("'event' is empty", parameter=key)
-        return [event_from_mapping(value)]
-    if not isinstance(value, list):
-        raise SandboxInputError("'events' must be an array of objects", parameter=key)
-    if not value:
-        raise SandboxInputError("'events' is empty", parameter=key)
-    if len(value) > MAX_EVENTS:
-        raise SandboxInputError(
-            f"'events' has {len(value):,} items; the limit is {MAX_EVENTS:,}",
-            parameter=key,
-            status_code=413,
-        )
-    events = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise SandboxInputError(f"'events[{index}]' is not a JSON object", parameter=key)
-        events.append(event_from_mapping(item, index=index))
-    return events
-
-
-def options_from_payload(payload: dict[str, Any]) -> tuple[bool, list[str] | None, bool]:
-    all_rules = payload.get("all_rules", False)
-    if not isinstance(all_rules, bool):
-        raise SandboxInputError("'all_rules' must be true or false", parameter="all_rules")
-    rule_ids = payload.get("rule_ids")
-    if rule_ids is not None and (
-        not isinstance(rule_ids, list)
-        or not all(isinstance(r, str) for r in rule_ids)
-        or len(rule_ids) > 5000
-    ):
-        raise SandboxInputError(
-            "'rule_ids' must be an array of rule id strings", parameter="rule_ids"
-        )
-    explain = payload.get("explain", True)
-    if not isinstance(explain, bool):
-        raise SandboxInputError("'explain' must be true or false", parameter="explain")
-    return all_rules, rule_ids, explain
-
-
-class SandboxThrottle(ScopedRateThrottle):
-    """Per-client limit (``DEFAULT_THROTTLE_RATES['sandbox']``); 429 with Retry-After."""
-
-    scope_attr = "throttle_scope"
-
-
-_REQUEST_SCHEMA = inline_serializer(
-    "SandboxRequest",
-    {
-        "scriptblock": serializers.CharField(required=False),
-        "event": serializers.DictField(required=False),
-        "events": serializers.ListField(child=serializers.DictField(), required=False),
-        "all_rules": serializers.BooleanField(required=False, default=False),
-        "rule_ids": serializers.ListField(child=serializers.CharField(), required=False),
-        "explain": serializers.BooleanField(required=False, default=True),
-    },
-)
-_ERROR_SCHEMA = inline_serializer(
-    "SandboxError",
-    {"error": serializers.CharField(), "parameter": serializers.CharField(required=False)},
-)
-
-
-class SandboxAPIView(APIView):
-    """Evaluate a scriptblock, one event or a list of events against the catalog."""
-
-    permission_classes = [AllowAny]
-    authentication_classes: list[Any] = []  # no session: no CSRF for this public endpoint
-    parser_classes = [JSONParser]
-    throttle_classes = [SandboxThrottle]
-    throttle_scope = "sandbox"
-
-    @extend_schema(
-        request=_REQUEST_SCHEMA,
-        responses={
-            200: inline_serializer(
-                "SandboxResult",
-                {
-                    "events": serializers.ListField(child=serializers.DictField()),
-                    "summary": serializers.DictField(),
-                },
-            ),
-            400: _ERROR_SCHEMA,
-            413: _ERROR_SCHEMA,
-            429: _ERROR_SCHEMA,
-        },
-        examples=[
-            OpenApiExample(
-                "Scriptblock",
-                value={"scriptblock": "Test-NetConnection -ComputerName example.org -port 8088 "},
-                request_only=True,
-            )
-        ],
-    )
-    def post(self, request: Request) -> Response:
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return Response(
-                {"error": f"the body is over {MAX_BODY_BYTES:,} bytes", "parameter": "body"},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        try:
-            payload = request.data
-        except ParseError as exc:
-            return Response({"error": f"invalid JSON: {exc.detail}", "parameter": "body"}, 400)
-        except RecursionError:
-            return Response({"error": "invalid JSON: nested too deeply", "parameter": "body"}, 400)
-        try:
-            events = events_from_payload(payload)
-            all_rules, rule_ids, explain = options_from_payload(payload)
-        except SandboxInputError as exc:
-            return Response(exc.to_dict(), status=exc.status_code)
-        run = run_sandbox(events, all_rules=all_rules, rule_ids=rule_ids, explain=explain)
-        return Response(run.to_dict())
-
-
-# -- page ------------------------------------------------------------------------------------
 
 EXAMPLE_SCRIPTBLOCK = "Test-NetConnection -ComputerName example.org -port 8088 "
 

@@ -156,6 +156,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_THROTTLE_RATES": {"sandbox": os.environ.get("SANDBOX_THROTTLE", "120/min")},
+    # Every /api/ error as {"detail", "parameter"[, "choices"]} (see catalog/api/errors.py).
+    "EXCEPTION_HANDLER": "catalog.api.errors.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -10,9 +10,11 @@ from __future__ import annotations
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from rules.parse import MAX_RULE_BYTES
 
@@ -93,9 +95,11 @@ def read_archive(path: Path, shown: str | None = None) -> Iterator[SourceFile | 
     label = shown or str(path)
     try:
         if zipfile.is_zipfile(path):
-            yield from _read_zip(path, label)
+            with zipfile.ZipFile(path) as zip_archive:
+                yield from _read_entries(label, _zip_entries(zip_archive, label))
         elif tarfile.is_tarfile(path):
-            yield from _read_tar(path, label)
+            with tarfile.open(path, mode="r:*") as tar_archive:
+                yield from _read_entries(label, _tar_entries(tar_archive, label))
         else:
             yield Refusal(label, "not a readable .zip or .tar.gz archive", "bad-archive")
     except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
@@ -114,69 +118,77 @@ def unsafe_member_name(name: str) -> str | None:
     return None
 
 
-def _read_zip(path: Path, label: str) -> Iterator[SourceFile | Refusal]:
-    with zipfile.ZipFile(path) as archive:
-        members = archive.infolist()
-        if len(members) > MAX_ARCHIVE_MEMBERS:
-            yield Refusal(label, f"archive has over {MAX_ARCHIVE_MEMBERS:,} entries", "too-large")
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One archive member (not a directory), whatever the archive format."""
+
+    name: str
+    size: int  # as the header says: it may lie, so reads stop one byte past the limit
+    link: str | None  # why a link member is refused; None for other members
+    regular: bool  # False for devices and fifos
+    open: Callable[[], IO[bytes] | None]
+
+
+def _too_many(label: str) -> Refusal:
+    return Refusal(label, f"archive has over {MAX_ARCHIVE_MEMBERS:,} entries", "too-large")
+
+
+def _zip_entries(archive: zipfile.ZipFile, label: str) -> Iterator[_Entry | Refusal]:
+    members = archive.infolist()
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        yield _too_many(label)
+        return
+    for info in sorted(members, key=lambda m: m.filename):
+        if info.is_dir():
+            continue
+        symlink = stat.S_ISLNK(info.external_attr >> 16)
+        link = "symbolic link in archive" if symlink else None
+        yield _Entry(info.filename, info.file_size, link, True, partial(archive.open, info))
+
+
+def _tar_entries(archive: tarfile.TarFile, label: str) -> Iterator[_Entry | Refusal]:
+    # Counted while streaming: a tar has no index to count up front.
+    for count, member in enumerate(archive, start=1):
+        if count > MAX_ARCHIVE_MEMBERS:
+            yield _too_many(label)
             return
-        for info in sorted(members, key=lambda m: m.filename):
-            if info.is_dir():
-                continue
-            shown = f"{label}!{info.filename}"
-            reason = unsafe_member_name(info.filename)
-            mode = info.external_attr >> 16
-            if reason is None and stat.S_ISLNK(mode):
-                reason = "symbolic link in archive"
-            if reason is None and not is_rule_name(info.filename):
-                continue
-            if reason is None and info.file_size > MAX_RULE_BYTES:
-                reason = f"entry is {info.file_size:,} bytes (limit {MAX_RULE_BYTES:,})"
-            if reason:
-                yield Refusal(shown, reason, "unsafe-entry")
-                continue
-            with archive.open(info) as handle:
-                # Read one byte past the limit: the header's size may lie (zip bomb).
-                data = handle.read(MAX_RULE_BYTES + 1)
-            if len(data) > MAX_RULE_BYTES:
-                yield Refusal(shown, f"entry is larger than {MAX_RULE_BYTES:,} bytes", "too-large")
-            else:
-                yield SourceFile(shown, data, info.filename)
+        if member.isdir():
+            continue
+        link = "link in archive" if member.issym() or member.islnk() else None
+        opener = partial(archive.extractfile, member)
+        yield _Entry(member.name, member.size, link, member.isfile(), opener)
 
 
-def _read_tar(path: Path, label: str) -> Iterator[SourceFile | Refusal]:
-    with tarfile.open(path, mode="r:*") as archive:
-        count = 0
-        for member in archive:
-            count += 1
-            if count > MAX_ARCHIVE_MEMBERS:
-                yield Refusal(
-                    label, f"archive has over {MAX_ARCHIVE_MEMBERS:,} entries", "too-large"
-                )
-                return
-            if member.isdir():
-                continue
-            shown = f"{label}!{member.name}"
-            reason = unsafe_member_name(member.name)
-            if reason is None and (member.issym() or member.islnk()):
-                reason = "link in archive"
-            if reason is None and not member.isfile():
-                if not is_rule_name(member.name):
-                    continue
-                reason = "not a regular file (device or fifo)"
-            if reason is None and not is_rule_name(member.name):
-                continue
-            if reason is None and member.size > MAX_RULE_BYTES:
-                reason = f"entry is {member.size:,} bytes (limit {MAX_RULE_BYTES:,})"
-            if reason:
-                yield Refusal(shown, reason, "unsafe-entry")
-                continue
-            handle = archive.extractfile(member)
-            if handle is None:
-                yield Refusal(shown, "unreadable entry", "unsafe-entry")
-                continue
-            data = handle.read(MAX_RULE_BYTES + 1)
-            if len(data) > MAX_RULE_BYTES:
-                yield Refusal(shown, f"entry is larger than {MAX_RULE_BYTES:,} bytes", "too-large")
-            else:
-                yield SourceFile(shown, data, member.name)
+def _read_entries(
+    label: str, entries: Iterable[_Entry | Refusal]
+) -> Iterator[SourceFile | Refusal]:
+    for entry in entries:
+        if isinstance(entry, Refusal):
+            yield entry
+            continue
+        outcome = _read_entry(label, entry)
+        if outcome is not None:
+            yield outcome
+
+
+def _read_entry(label: str, entry: _Entry) -> SourceFile | Refusal | None:
+    """The member's bytes, why it is refused, or None when it is not a rule file."""
+    shown = f"{label}!{entry.name}"
+    reason = unsafe_member_name(entry.name) or entry.link
+    if reason is None and not is_rule_name(entry.name):
+        return None
+    if reason is None and not entry.regular:
+        reason = "not a regular file (device or fifo)"
+    if reason is None and entry.size > MAX_RULE_BYTES:
+        reason = f"entry is {entry.size:,} bytes (limit {MAX_RULE_BYTES:,})"
+    if reason:
+        return Refusal(shown, reason, "unsafe-entry")
+    handle = entry.open()
+    if handle is None:
+        return Refusal(shown, "unreadable entry", "unsafe-entry")
+    with handle:
+        # Read one byte past the limit: the header's size may lie (zip bomb).
+        data = handle.read(MAX_RULE_BYTES + 1)
+    if len(data) > MAX_RULE_BYTES:
+        return Refusal(shown, f"entry is larger than {MAX_RULE_BYTES:,} bytes", "too-large")
+    return SourceFile(shown, data, entry.name)

@@ -1,23 +1,40 @@
-"""Page URLs (namespace ``catalog``)."""
+"""Page URLs (namespace ``catalog``), grouped by area like ``catalog/views/``."""
 
-from django.urls import path
+from django.urls import URLPattern, include, path
 
 from catalog import views
 
 app_name = "catalog"
 
+rule_urls = [
+    path("", views.rule_list, name="rule-list"),
+    path("<str:rule_id>/", views.rule_detail, name="rule-detail"),
+    path("<str:rule_id>.yml", views.rule_download, name="rule-download"),
+]
+attack_urls = [
+    path("", views.attack_matrix, name="attack-matrix"),
+    path("tactic/<str:shortname>/", views.tactic_detail, name="tactic-detail"),
+    path("technique/<str:attack_id>/", views.technique_detail, name="technique-detail"),
+]
+event_urls = [
+    path("", views.event_list, name="event-list"),
+    path("<slug:slug>/", views.event_detail, name="event-detail"),
+]
+
+
+def predicate_urls(kind: str) -> list[URLPattern]:
+    """``indicators/`` and ``indicators/<pk>/`` (likewise for exclusions)."""
+    return [
+        path("", getattr(views, f"{kind}_list"), name=f"{kind}-list"),
+        path("<int:pk>/", getattr(views, f"{kind}_detail"), name=f"{kind}-detail"),
+    ]
+
+
 urlpatterns = [
     path("", views.home, name="home"),
-    path("rules/", views.rule_list, name="rule-list"),
-    path("rules/<str:rule_id>/", views.rule_detail, name="rule-detail"),
-    path("rules/<str:rule_id>.yml", views.rule_download, name="rule-download"),
-    path("attack/", views.attack_matrix, name="attack-matrix"),
-    path("attack/tactic/<str:shortname>/", views.tactic_detail, name="tactic-detail"),
-    path("attack/technique/<str:attack_id>/", views.technique_detail, name="technique-detail"),
-    path("events/", views.event_list, name="event-list"),
-    path("events/<slug:slug>/", views.event_detail, name="event-detail"),
-    path("indicators/", views.indicator_list, name="indicator-list"),
-    path("indicators/<int:pk>/", views.indicator_detail, name="indicator-detail"),
-    path("exclusions/", views.exclusion_list, name="exclusion-list"),
-    path("exclusions/<int:pk>/", views.exclusion_detail, name="exclusion-detail"),
+    path("rules/", include(rule_urls)),
+    path("attack/", include(attack_urls)),
+    path("events/", include(event_urls)),
+    path("indicators/", include(predicate_urls("indicator"))),
+    path("exclusions/", include(predicate_urls("exclusion"))),
 ]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ EntityKind = Literal["group", "software", "mitigation", "datasource", "campaign"
 Status = Literal["current", "revoked", "deprecated", "removed"]
 
 _TECHNIQUE_ID = re.compile(r"^T\d{4}(?:\.\d{3})?$")
+_TECHNIQUE_ID_ANY_CASE = re.compile(_TECHNIQUE_ID.pattern, re.IGNORECASE)
 _TACTIC_ID = re.compile(r"^TA\d{4}$")
 # Entity id prefixes (groups, software, mitigations, data sources, campaigns).
 _ENTITY_ID = re.compile(r"^(DS|G|S|M|C)\d{4}$")
@@ -263,27 +264,38 @@ def _fallback_status(raw: Mapping[str, Any]) -> Status:
     return "removed"
 
 
+class _TechniqueRecord(NamedTuple):
+    """A technique as a dataset file holds it, before its parent's name is looked up."""
+
+    name: str
+    url: str
+    tactics: tuple[str, ...]
+    status: Status
+
+
 @cache
-def _technique_records() -> dict[str, tuple[str, str, tuple[str, ...], Status]]:
-    """``id -> (name, url, tactics, status)`` from the v19 dataset."""
-    records: dict[str, tuple[str, str, tuple[str, ...], Status]] = {}
+def _technique_records() -> dict[str, _TechniqueRecord]:
+    """Techniques of the v19 dataset by upper-case id."""
+    records: dict[str, _TechniqueRecord] = {}
     for tid, raw in _primary().get("techniques", {}).items():
-        records[tid.upper()] = (raw["name"], raw["url"], tuple(raw["tactics"]), "current")
+        records[tid.upper()] = _TechniqueRecord(
+            raw["name"], raw["url"], tuple(raw["tactics"]), "current"
+        )
     return records
 
 
 @cache
-def _fallback_technique_records() -> dict[str, tuple[str, str, tuple[str, ...], Status]]:
+def _fallback_technique_records() -> dict[str, _TechniqueRecord]:
     """The same from v18.1, every id including revoked and deprecated ones."""
-    records: dict[str, tuple[str, str, tuple[str, ...], Status]] = {}
+    records: dict[str, _TechniqueRecord] = {}
     for raw in _fallback("attack-patterns").get("attack_patterns", []):
         tid = str(raw["external_id"]).upper()
         tactics = tuple(raw.get("tactics") or ())
-        records[tid] = (raw["name"], raw["url"], tactics, _fallback_status(raw))
+        records[tid] = _TechniqueRecord(raw["name"], raw["url"], tactics, _fallback_status(raw))
     return records
 
 
-def _technique_record(tid: str) -> tuple[str, str, tuple[str, ...], Status] | None:
+def _technique_record(tid: str) -> _TechniqueRecord | None:
     """v19 first; the 700 KB v18.1 file is only read for an id v19 does not have."""
     return _technique_records().get(tid) or _fallback_technique_records().get(tid)
 
@@ -339,6 +351,16 @@ def _entity_url(kind: EntityKind, eid: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def is_technique_id(value: str, *, ignore_case: bool = False) -> bool:
+    """Whether ``value`` is shaped like a technique id: ``T1059`` or ``T1059.001``.
+
+    Upper-case ``T`` only unless ``ignore_case`` (tag values are lower-case: ``t1059``).
+    The shape only: an unknown id such as ``T9999`` passes; :func:`technique` looks it up.
+    """
+    pattern = _TECHNIQUE_ID_ANY_CASE if ignore_case else _TECHNIQUE_ID
+    return pattern.match(value) is not None
+
+
 def tactic(shortname_or_id: str) -> AttackTactic | None:
     """A tactic by shortname (any case, ``_`` or spaces for ``-``) or ``TA`` id.
 
@@ -356,13 +378,14 @@ def technique(tid: str) -> AttackTechnique | None:
     record = _technique_record(key) if _TECHNIQUE_ID.match(key) else None
     if record is None:
         return None
-    name, url, tactics, status = record
     parent_id, parent_name = None, None
     if "." in key:
         parent_id = key.split(".", 1)[0]
         parent = _technique_record(parent_id)
-        parent_name = parent[0] if parent else None
-    return AttackTechnique(key, name, url, tactics, parent_id, parent_name, status)
+        parent_name = parent.name if parent else None
+    return AttackTechnique(
+        key, record.name, record.url, record.tactics, parent_id, parent_name, record.status
+    )
 
 
 def entity(eid: str) -> AttackEntity | None:
@@ -391,11 +414,11 @@ def techniques_for_tactic(shortname: str) -> list[AttackTechnique]:
     records = _technique_records()
     if found.status != "current":
         # v18.1 records not revoked/deprecated there: the column as it last existed.
-        records = {t: r for t, r in _fallback_technique_records().items() if r[3] == "removed"}
+        records = {t: r for t, r in _fallback_technique_records().items() if r.status == "removed"}
     column = [
         technique(tid)
-        for tid, (_, _, tactics, _status) in records.items()
-        if "." not in tid and found.shortname in tactics
+        for tid, record in records.items()
+        if "." not in tid and found.shortname in record.tactics
     ]
     return sorted((t for t in column if t is not None), key=lambda t: (t.name, t.id))
 
@@ -413,12 +436,13 @@ def _lookup(value: str) -> AttackObject | ResolvedAttackTag:
     if raw.lower().startswith("attack."):
         raw = raw[len("attack.") :]
     upper = raw.upper()
-    kind = _entity_kind(upper)
+    entity_kind = _entity_kind(upper)
+    kind: TagKind
     found: AttackObject | None
     if _TECHNIQUE_ID.match(upper):
         kind, found = "technique", technique(upper)
-    elif kind is not None:
-        found = entity(upper)
+    elif entity_kind is not None:
+        kind, found = entity_kind, entity(upper)
     else:
         kind, found = "tactic", tactic(raw)
     if found is not None:

@@ -21,9 +21,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from rules.errors import (
+    EmptyInputError,
+    EventInputError,
+    EventShapeError,
+    EvtxInputError,
+    InputEncodingError,
+    JsonInputError,
+)
 
 __all__ = [
     "EVTX_MAGIC",
@@ -68,92 +77,6 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class EventInputError(ValueError):
-    """The input could not be read as events. ``position`` is a human-readable location."""
-
-    code = "bad-event-input"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        line: int | None = None,
-        column: int | None = None,
-        offset: int | None = None,
-        record: int | None = None,
-        byte_offset: int | None = None,
-    ) -> None:
-        self.line = line
-        self.column = column
-        self.offset = offset
-        self.record = record
-        self.byte_offset = byte_offset
-        self.reason = message
-        pos = self.position
-        super().__init__(f"{message} ({pos})" if pos else message)
-
-    @property
-    def position(self) -> str:
-        parts: list[str] = []
-        if self.record is not None:
-            parts.append(f"record {self.record}")
-        if self.line is not None:
-            parts.append(f"line {self.line}")
-        if self.column is not None:
-            parts.append(f"column {self.column}")
-        if self.offset is not None:
-            parts.append(f"char {self.offset}")
-        if self.byte_offset is not None:
-            parts.append(f"byte offset {self.byte_offset}")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": str(self),
-            "reason": self.reason,
-            "line": self.line,
-            "column": self.column,
-            "offset": self.offset,
-            "record": self.record,
-            "byte_offset": self.byte_offset,
-        }
-
-
-class JsonInputError(EventInputError):
-    """The text is not valid JSON / JSON lines (position: line, column, char offset)."""
-
-    code = "bad-json"
-
-
-class EventShapeError(EventInputError):
-    """A JSON value is not an event object (position: record index, line, column)."""
-
-    code = "bad-event-shape"
-
-
-class EvtxInputError(EventInputError):
-    """An ``.evtx`` file is truncated or corrupt (position: record index or byte offset)."""
-
-    code = "bad-evtx"
-
-
-class InputEncodingError(EventInputError):
-    """The bytes are not valid UTF-8 / UTF-16 text (position: byte offset)."""
-
-    code = "bad-encoding"
-
-
-class EmptyInputError(EventInputError):
-    """The input holds no event at all."""
-
-    code = "empty-input"
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,8 +144,9 @@ class Event:
     # Keys with spaces are also reachable without them ("New Process Name" ->
     # "NewProcessName"); the exact key always wins.
     _aliases: dict[str, str] | None = field(default=None, init=False)
-    # Per-field matching cache used by the evaluator: field -> tuple of elements or None.
-    _values: dict[Any, Any] = field(default_factory=dict, init=False)
+    #: Matching cache owned by rules.compile (field name -> its elements, or None when the
+    #: field is absent); public so the hot matching closures can read it without a call.
+    match_cache: dict[Any, Any] = field(default_factory=dict, init=False)
     _leaves: list[tuple[str, Any]] | None = field(default=None, init=False)
     _haystack: str | None = field(default=None, init=False)
     _names: frozenset[str] | None = field(default=None, init=False)
@@ -437,20 +361,18 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
 
 
 def _decode(data: bytes) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise InputEncodingError(
-                f"invalid UTF-16 text: {exc.reason}", byte_offset=exc.start
-            ) from None
+    """Text of UTF-8 bytes (a BOM is dropped) or of UTF-16 bytes with a BOM."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _decode_as(data, "utf-16", "UTF-16")
+    return _decode_as(data.removeprefix(b"\xef\xbb\xbf"), "utf-8", "UTF-8")
+
+
+def _decode_as(data: bytes, codec: str, label: str) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         raise InputEncodingError(
-            f"invalid UTF-8 text: {exc.reason}", byte_offset=exc.start
+            f"invalid {label} text: {exc.reason}", byte_offset=exc.start
         ) from None
 
 
@@ -515,6 +437,23 @@ def parse_evtx(data: bytes | str, *, max_events: int | None = None) -> list[Even
     if isinstance(data, str):
         with open(data, "rb") as fh:
             data = fh.read()
+    _check_evtx_layout(data)
+    events: list[Event] = []
+    try:
+        parser = evtx.PyEvtxParser(io.BytesIO(data))
+        for record in parser.records_json():
+            events.append(_evtx_record_event(record, len(events)))
+            if max_events is not None and len(events) > max_events:
+                raise EvtxInputError(f"more than {max_events} events", record=len(events) - 1)
+    except EvtxInputError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise EvtxInputError(f"corrupt EVTX data: {exc}", record=len(events)) from None
+    return events
+
+
+def _check_evtx_layout(data: bytes) -> None:
+    """Refuse what the evtx parser would misread: a foreign file, a cut header or chunk."""
     if not data.startswith(EVTX_MAGIC):
         raise EvtxInputError("not an EVTX file: bad file signature", byte_offset=0)
     if len(data) < EVTX_HEADER_SIZE:
@@ -526,33 +465,22 @@ def parse_evtx(data: bytes | str, *, max_events: int | None = None) -> list[Even
             f"truncated EVTX chunk: {body % EVTX_CHUNK_SIZE} of {EVTX_CHUNK_SIZE} bytes",
             byte_offset=chunk_start,
         )
-    events: list[Event] = []
+
+
+def _evtx_record_event(record: Any, index: int) -> Event:
+    """One evtx parser record (``{"event_record_id": ..., "data": "<JSON>"}``) as an Event.
+
+    ``record`` is typed ``Any`` because the evtx stubs type records as ``Optional[Any]``.
+    """
     try:
-        parser = evtx.PyEvtxParser(io.BytesIO(data))
-        records: Iterable[dict[str, Any]] = parser.records_json()
-        iterator = iter(records)
-        while True:
-            try:
-                record = next(iterator)
-            except StopIteration:
-                break
-            try:
-                obj = json.loads(record["data"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise EvtxInputError(
-                    f"record {record.get('event_record_id')} is not valid JSON: {exc}",
-                    record=len(events),
-                ) from None
-            if not isinstance(obj, dict):
-                raise EvtxInputError("record is not an object", record=len(events))
-            events.append(event_from_mapping(obj, index=len(events), kind="evtx"))
-            if max_events is not None and len(events) > max_events:
-                raise EvtxInputError(f"more than {max_events} events", record=len(events) - 1)
-    except EvtxInputError:
-        raise
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise EvtxInputError(f"corrupt EVTX data: {exc}", record=len(events)) from None
-    return events
+        obj = json.loads(record["data"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EvtxInputError(
+            f"record {record.get('event_record_id')} is not valid JSON: {exc}", record=index
+        ) from None
+    if not isinstance(obj, dict):
+        raise EvtxInputError("record is not an object", record=index)
+    return event_from_mapping(obj, index=index, kind="evtx")
 
 
 def _looks_like_json(text: str) -> bool:

@@ -12,24 +12,46 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import yaml
 
 from rules.conditions import Node, conjuncts, parse_condition, referenced, resolve_pattern
 from rules.errors import ConditionError, DetectionError
-from rules.model import Exclusion, Indicator, Stage
+from rules.model import Exclusion, Indicator, Predicate, Stage
 
 # The modifier that decides how a value is compared; everything else transforms the value.
 # (``neq`` is not in the catalog's list: ``Field|neq: x`` has kind ``equals|neq``.)
 OPERATOR_MODIFIERS = frozenset(
-    {"contains", "startswith", "endswith", "re", "cidr", "gt", "gte", "lt", "lte", "exists",
-     "fieldref"}
+    [
+        "contains",
+        "startswith",
+        "endswith",
+        "re",
+        "cidr",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "exists",
+        "fieldref",
+    ]
 )
 
 
-def value_text(value: Any) -> str:
-    """A detection value as text: ``null``, ``true``/``false``, numbers as YAML wrote them."""
+class DetectionValue(NamedTuple):
+    """One value of one detection item: ``Image|endswith: '\\x.exe'`` -> field, kind, value."""
+
+    field: str
+    kind: str
+    value: str
+
+
+def written_text(value: Any) -> str:
+    """A detection value as text: ``null``, ``true``/``false``, numbers as YAML wrote them.
+
+    Not :func:`rules.events.value_text`, which is how an *event* value is matched.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -82,7 +104,7 @@ def simplify_wildcards(kind: str, value: str) -> tuple[str, str]:
     return kind, value
 
 
-def iter_predicates(identifier: str, definition: Any) -> Iterator[tuple[str, str, str]]:
+def iter_predicates(identifier: str, definition: Any) -> Iterator[DetectionValue]:
     """Yield (field, kind, value) for every value of every detection item of an identifier."""
     if isinstance(definition, dict):
         yield from _map_predicates(identifier, definition)
@@ -100,7 +122,7 @@ def iter_predicates(identifier: str, definition: Any) -> Iterator[tuple[str, str
         yield _predicate("", [], definition)
 
 
-def _map_predicates(identifier: str, mapping: dict[Any, Any]) -> Iterator[tuple[str, str, str]]:
+def _map_predicates(identifier: str, mapping: dict[Any, Any]) -> Iterator[DetectionValue]:
     for key, values in mapping.items():
         field, *modifiers = str(key).split("|")
         if isinstance(values, dict):
@@ -115,12 +137,12 @@ def _map_predicates(identifier: str, mapping: dict[Any, Any]) -> Iterator[tuple[
             yield _predicate(field, modifiers, value)
 
 
-def _predicate(field: str, modifiers: list[str], value: Any) -> tuple[str, str, str]:
+def _predicate(field: str, modifiers: list[str], value: Any) -> DetectionValue:
     kind = kind_of(modifiers)
-    text = value_text(value)
+    text = written_text(value)
     if isinstance(value, str):
         kind, text = simplify_wildcards(kind, text)
-    return field, kind, text
+    return DetectionValue(field, kind, text)
 
 
 def identifier_blocks(raw: str) -> dict[str, str]:
@@ -162,7 +184,7 @@ def identifier_blocks(raw: str) -> dict[str, str]:
     return {name: "\n".join(body) + "\n" for name, body in blocks.items()}
 
 
-class _Dumper(yaml.CSafeDumper):  # type: ignore[misc]
+class _Dumper(yaml.CSafeDumper):
     """Safe dumper that also writes int/float subclasses (numbers that keep their text)."""
 
 
@@ -180,8 +202,12 @@ def dump_identifiers(
     if not subset:
         return ""
     return yaml.dump(
-        subset, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-        default_flow_style=False, width=1000,
+        subset,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1000,
     )
 
 
@@ -249,18 +275,25 @@ def split_identifiers(detection: dict[str, Any], trees: list[Node]) -> tuple[lis
     return list(positive), exclusion_names
 
 
+_P = TypeVar("_P", bound=Predicate)
+
+
+def _distinct_predicates(
+    detection: dict[str, Any], identifiers: list[str], make: type[_P]
+) -> list[_P]:
+    """One ``make`` per distinct (field, kind, value) of the identifiers, in written order."""
+    seen: dict[DetectionValue, _P] = {}
+    for name in identifiers:
+        for item in iter_predicates(name, detection[name]):
+            seen.setdefault(item, make(item.field, item.kind, item.value, name))
+    return list(seen.values())
+
+
 def extract_indicators(detection: dict[str, Any], identifiers: list[str]) -> list[Indicator]:
     """One indicator per distinct (field, kind, value) of the identifiers, in written order."""
-    seen: dict[tuple[str, str, str], Indicator] = {}
-    for name in identifiers:
-        for field, kind, value in iter_predicates(name, detection[name]):
-            seen.setdefault((field, kind, value), Indicator(field, kind, value, name))
-    return list(seen.values())
+    return _distinct_predicates(detection, identifiers, Indicator)
 
 
 def extract_exclusions(detection: dict[str, Any], identifiers: list[str]) -> list[Exclusion]:
-    seen: dict[tuple[str, str, str], Exclusion] = {}
-    for name in identifiers:
-        for field, kind, value in iter_predicates(name, detection[name]):
-            seen.setdefault((field, kind, value), Exclusion(field, kind, value, name))
-    return list(seen.values())
+    """One exclusion per distinct (field, kind, value) of the exclusion identifiers."""
+    return _distinct_predicates(detection, identifiers, Exclusion)

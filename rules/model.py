@@ -51,8 +51,12 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True)
-class Indicator:
-    """One (field, kind, value) a rule looks for. ``field`` is "" for keyword searches."""
+class Predicate:
+    """One (field, kind, value) of a search identifier. ``field`` is "" for keyword searches.
+
+    The base of :class:`Indicator` and :class:`Exclusion`, which differ only in where the
+    identifier stands in the condition; the two never compare equal to each other.
+    """
 
     field: str
     kind: str
@@ -69,21 +73,13 @@ class Indicator:
 
 
 @dataclass(frozen=True, slots=True)
-class Exclusion:
+class Indicator(Predicate):
+    """One (field, kind, value) a rule looks for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion(Predicate):
     """A predicate a rule suppresses: a value of an identifier used only under top-level NOT."""
-
-    field: str
-    kind: str
-    value: str
-    identifier: str
-
-    @property
-    def value_key(self) -> str:
-        return identity_value(self.kind, self.value)
-
-    @property
-    def identity(self) -> tuple[str, str, str]:
-        return (self.field, self.kind, self.value_key)
 
 
 def identity_value(kind: str, value: str) -> str:

@@ -43,6 +43,7 @@ MAX_RULE_BYTES = 1024 * 1024
 # budget is refused before pySigma (which walks the expanded tree) ever sees it.
 MAX_NODES = 50_000
 
+
 class WrittenInt(int):
     """An integer that remembers how YAML wrote it (``0x10``, ``0o17``, ``+5``)."""
 
@@ -160,22 +161,22 @@ def parse_document(document: dict[str, Any], raw: str, source_path: str = "") ->
     logsource = document.get("logsource") or {}
     return ParsedRule(
         id=str(document["id"]),
-        title=_text(document.get("title")),
-        status=_text(document.get("status")),
-        level=_text(document.get("level")),
-        description=_text(document.get("description")).strip(),
+        title=_meta_text(document.get("title")),
+        status=_meta_text(document.get("status")),
+        level=_meta_text(document.get("level")),
+        description=_meta_text(document.get("description")).strip(),
         author=_author(document.get("author")),
         date=_date(document.get("date")),
         modified=_date(document.get("modified")),
-        references=_text_list(document.get("references")),
-        falsepositives=_text_list(document.get("falsepositives")),
+        references=_meta_text_list(document.get("references")),
+        falsepositives=_meta_text_list(document.get("falsepositives")),
         related=_related(document.get("related")),
-        tags=[split_tag(t) for t in _text_list(document.get("tags"))],
+        tags=[split_tag(t) for t in _meta_text_list(document.get("tags"))],
         logsource=LogSource(
-            product=_text(logsource.get("product")),
-            category=_text(logsource.get("category")),
-            service=_text(logsource.get("service")),
-            definition=_text(logsource.get("definition")),
+            product=_meta_text(logsource.get("product")),
+            category=_meta_text(logsource.get("category")),
+            service=_meta_text(logsource.get("service")),
+            definition=_meta_text(logsource.get("definition")),
         ),
         detection=detection,
         conditions=conditions,
@@ -248,7 +249,8 @@ def split_tag(name: str) -> Tag:
     return Tag(name=name, namespace=namespace.lower() if value else "", value=value or name)
 
 
-def _text(value: Any) -> str:
+def _meta_text(value: Any) -> str:
+    """A metadata value (title, date, author...) as text; dates ISO, ``None`` empty."""
     if value is None:
         return ""
     if isinstance(value, datetime.date):
@@ -256,22 +258,22 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _text_list(value: Any) -> list[str]:
+def _meta_text_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list):
-        return [_text(v) for v in value if v is not None]
-    return [_text(value)]
+        return [_meta_text(v) for v in value if v is not None]
+    return [_meta_text(value)]
 
 
 def _author(value: Any) -> str:
     if isinstance(value, list):
-        return ", ".join(_text(v) for v in value)
-    return _text(value)
+        return ", ".join(_meta_text(v) for v in value)
+    return _meta_text(value)
 
 
 def _date(value: Any) -> str:
-    text = _text(value)
+    text = _meta_text(value)
     return text.replace("/", "-")
 
 
@@ -279,7 +281,7 @@ def _related(value: Any) -> list[Related]:
     if not isinstance(value, list):
         return []
     return [
-        Related(id=_text(item.get("id")), type=_text(item.get("type")))
+        Related(id=_meta_text(item.get("id")), type=_meta_text(item.get("type")))
         for item in value
         if isinstance(item, dict) and item.get("id")
     ]

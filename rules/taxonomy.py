@@ -398,7 +398,8 @@ def _event_id(value: Any) -> int | None:
     return None
 
 
-def _text(value: Any) -> str:
+def _folded(value: Any) -> str:
+    """A channel or provider name as compared: stripped and casefolded; non-strings empty."""
     return value.strip().casefold() if isinstance(value, str) else ""
 
 
@@ -416,8 +417,8 @@ def logsources_for_event(event: Mapping[str, Any]) -> frozenset[LogsourceKey]:
     :func:`logsource_matches` is a single set-membership test. Cached per event identity.
     """
     provider = event.get("Provider_Name", event.get("Provider"))
-    channel = _text(event.get("Channel")).removeprefix(_CHANNEL_PREFIX.casefold())
-    return _keys_for(channel, _text(provider), _event_id(event.get("EventID")))
+    channel = _folded(event.get("Channel")).removeprefix(_CHANNEL_PREFIX.casefold())
+    return _keys_for(channel, _folded(provider), _event_id(event.get("EventID")))
 
 
 def logsource_matches(

@@ -1,8 +1,13 @@
-"""Shared fixtures: where the SigmaHQ corpus lives (../shared beside the repo), example rules."""
+"""Shared fixtures: where the SigmaHQ corpus lives (../shared beside the repo), example rules.
+
+Builders (rule texts, rule rows, module-wide imports) are in :mod:`tests.factories`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus" / "sigmahq"
 EXAMPLES = REPO / "examples"
+EXAMPLE_RULES = EXAMPLES / "rules"
 CORPUS_RULE_DIRS = [
     "rules",
     "rules-compliance",
@@ -35,3 +41,12 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def corpus_rule_files(corpus: Path) -> list[Path]:
     return sorted(p for d in corpus_dirs() for p in d.rglob("*.yml"))
+
+
+@pytest.fixture(scope="module")
+def example_catalog(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """The example rules, imported once for the module and rolled back after it."""
+    from tests.factories import imported_for_module
+
+    with imported_for_module(django_db_blocker, [EXAMPLE_RULES], trigger="examples"):
+        yield

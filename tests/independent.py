@@ -26,8 +26,19 @@ from pathlib import Path
 import yaml
 
 OPERATORS = frozenset(
-    {"contains", "startswith", "endswith", "re", "cidr", "gt", "gte", "lt", "lte", "exists",
-     "fieldref"}
+    {
+        "contains",
+        "startswith",
+        "endswith",
+        "re",
+        "cidr",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "exists",
+        "fieldref",
+    }
 )
 _CONDITION_TOKEN = re.compile(r"\(|\)|[^\s()]+")
 # An escape (backslash before *, ? or backslash) or a bare wildcard.
@@ -137,7 +148,8 @@ def _matching(pattern: str, names: list[str]) -> list[str]:
         return [n for n in names if not n.startswith("_")]
     regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
     return [
-        n for n in names
+        n
+        for n in names
         if regex.fullmatch(n) and (pattern.startswith("_") or not n.startswith("_"))
     ]
 
@@ -205,9 +217,7 @@ def expected_from_text(text: str) -> Expected:
     rule_id = _mapping_get(document, "id")
     assert isinstance(detection, yaml.MappingNode), "no detection mapping"
     assert isinstance(rule_id, yaml.ScalarNode), "no id"
-    definitions = {
-        str(k.value): v for k, v in detection.value if str(k.value) != "condition"
-    }
+    definitions = {str(k.value): v for k, v in detection.value if str(k.value) != "condition"}
     names = list(definitions)
     condition_node = _mapping_get(detection, "condition")
     assert condition_node is not None, "no condition"

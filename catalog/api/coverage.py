@@ -7,18 +7,20 @@ over the whole catalog without a subquery.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 
-from catalog.models import Rule, RuleIndicator, Tactic
+from catalog.models import Rule, Tactic
+from catalog.queries import (
+    EventShape,
+    event_filter,
+    source_counts,
+    tactic_counts,
+    technique_counts,
+)
 from rules import attack, taxonomy
-
-# Detection fields whose plain (``equals``) values narrow a logsource to specific events.
-EVENT_ID_FIELD = "EventID"
-PROVIDER_FIELD = "Provider_Name"
 
 NAVIGATOR_VERSION = "5.1.0"
 LAYER_FORMAT_VERSION = "4.5"
@@ -65,21 +67,6 @@ def attack_coverage(tag_names: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def event_hints(indicators: Iterable[tuple[str, str, str]]) -> tuple[list[int], list[str]]:
-    """Event IDs and providers a rule selects (``EventID: 4104``), from its indicators'
-    ``(field, kind, value)``."""
-    event_ids: list[int] = []
-    providers: list[str] = []
-    for field, kind, value in indicators:
-        if kind != "equals":
-            continue
-        if field == EVENT_ID_FIELD and value.strip().isdigit():
-            event_ids.append(int(value))
-        elif field == PROVIDER_FIELD:
-            providers.append(value)
-    return event_ids, providers
-
-
 def _source_dict(source: taxonomy.EventSource) -> dict[str, Any]:
     return {
         "provider": source.provider,
@@ -94,12 +81,9 @@ def _source_dict(source: taxonomy.EventSource) -> dict[str, Any]:
 
 def event_coverage(rule: Rule, indicators: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
     """The rule page's "Event coverage": the events feeding the rule's logsource."""
-    event_ids, providers = event_hints(indicators)
-    sources = taxonomy.event_sources(
-        rule.product, rule.category, rule.service, event_ids=event_ids, providers=providers
-    )
+    shape = EventShape(rule.product, rule.category, rule.service, event_filter(indicators))
     return {
-        "sources": [_source_dict(s) for s in sources],
+        "sources": [_source_dict(s) for s in shape.sources()],
         "requirement": taxonomy.requirement_for(rule.product, rule.category, rule.service),
     }
 
@@ -107,37 +91,6 @@ def event_coverage(rule: Rule, indicators: Iterable[tuple[str, str, str]]) -> di
 # --------------------------------------------------------------------------------------------
 # Catalog-wide counts
 # --------------------------------------------------------------------------------------------
-
-
-def _links(through: Any, rules: QuerySet[Rule] | None) -> QuerySet[Any]:
-    links = through.objects.all()
-    return links if rules is None else links.filter(rule_id__in=rules.values("pk"))
-
-
-def tactic_counts(rules: QuerySet[Rule] | None) -> dict[str, int]:
-    """Rules tagged with each tactic (shortname -> count), as ``?tactic=`` counts them."""
-    rows = (
-        _links(Rule.tactics.through, rules)
-        .values("tactic__shortname")
-        .annotate(n=Count("rule_id"))
-        .values_list("tactic__shortname", "n")
-    )
-    return dict(rows)
-
-
-def technique_counts(rules: QuerySet[Rule] | None) -> dict[str, int]:
-    """Rules tagged with exactly each technique id (as ``?tag=attack.t1059`` counts them).
-
-    A parent technique does not count its sub-techniques' rules: ATT&CK Navigator scores
-    sub-techniques separately and would count such rules twice.
-    """
-    rows = (
-        _links(Rule.techniques.through, rules)
-        .values("technique__attack_id")
-        .annotate(n=Count("rule_id"))
-        .values_list("technique__attack_id", "n")
-    )
-    return dict(rows)
 
 
 def attack_summary(rules: QuerySet[Rule] | None) -> dict[str, Any]:
@@ -205,9 +158,7 @@ def navigator_layer(
                 "score": count,
                 "comment": f"{count} rule{'s' if count != 1 else ''} tagged {attack_id}",
                 "enabled": True,
-                "links": [
-                    {"label": "Rules", "url": f"{rules_url}tag=attack.{attack_id.lower()}"}
-                ],
+                "links": [{"label": "Rules", "url": f"{rules_url}tag=attack.{attack_id.lower()}"}],
                 "showSubtechniques": False,
             }
         )
@@ -257,44 +208,10 @@ def event_summary(rules: QuerySet[Rule] | None) -> dict[str, Any]:
     """Event sources with the number of rules each feeds, narrowed by the rules' event IDs
     as on each rule's own page; ``unmapped_rules`` counts rules whose logsource has no
     known events."""
-    queryset = Rule.objects.all() if rules is None else rules
-    logsources = {
-        pk: (product, category, service)
-        for pk, product, category, service in queryset.order_by().values_list(
-            "pk", "product", "category", "service"
-        )
-    }
-    hints = RuleIndicator.objects.filter(
-        indicator__kind="equals", indicator__field__in=[EVENT_ID_FIELD, PROVIDER_FIELD]
-    )
-    if rules is not None:
-        hints = hints.filter(rule_id__in=rules.values("pk"))
-    per_rule: dict[int, list[tuple[str, str, str]]] = {}
-    for rule_pk, field, value in hints.order_by().values_list(
-        "rule_id", "indicator__field", "value"
-    ):
-        per_rule.setdefault(rule_pk, []).append((field, "equals", value))
-    # Many rules share a logsource and event IDs: resolve each combination once.
-    resolved: dict[tuple[Any, ...], list[taxonomy.EventSource]] = {}
-    counts: Counter[tuple[str, str, int | None, str]] = Counter()
-    examples: dict[tuple[str, str, int | None, str], taxonomy.EventSource] = {}
-    unmapped = 0
-    for pk, (product, category, service) in logsources.items():
-        event_ids, providers = event_hints(per_rule.get(pk, ()))
-        ids, names = sorted(set(event_ids)), sorted(set(providers))
-        key = (product, category, service, tuple(ids), tuple(names))
-        if key not in resolved:
-            resolved[key] = taxonomy.event_sources(
-                product, category, service, event_ids=ids, providers=names
-            )
-        if not resolved[key]:
-            unmapped += 1
-        for source in resolved[key]:
-            shown = (source.provider_display, source.channel, source.event_id, source.display_title)
-            counts[shown] += 1
-            examples.setdefault(shown, source)
+    found = source_counts(rules)
+    counts = found.counts
     ordered = sorted(counts, key=lambda k: (-counts[k], k[0], k[1], k[2] or -1, k[3]))
     return {
-        "sources": [{**_source_dict(examples[k]), "rules": counts[k]} for k in ordered],
-        "unmapped_rules": unmapped,
+        "sources": [{**_source_dict(found.examples[k]), "rules": counts[k]} for k in ordered],
+        "unmapped_rules": found.unmapped,
     }

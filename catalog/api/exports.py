@@ -25,7 +25,7 @@ RULE_COLUMNS = (
     "pk", "rule_id", "title", "status", "level", "description", "author", "date", "modified",
     "references", "falsepositives", "product", "category", "service", "rule_set",
     "source_path", "revision", "raw_yaml",
-)
+)  # fmt: skip
 
 # The columns a CSV row has; NDJSON objects carry these and more (see iter_records).
 CSV_COLUMNS = [

@@ -90,7 +90,10 @@ class PredicateFilterSet(django_filters.FilterSet):
     rule = django_filters.CharFilter(method="filter_rule", help_text="Sigma rule id")
     ordering = django_filters.OrderingFilter(
         fields=(
-            ("rule_count", "corpus"), ("field", "field"), ("kind", "kind"), ("value_key", "value")
+            ("rule_count", "corpus"),
+            ("field", "field"),
+            ("kind", "kind"),
+            ("value_key", "value"),
         )
     )
 

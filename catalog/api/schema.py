@@ -8,14 +8,7 @@ from typing import Any
 from drf_spectacular.openapi import AutoSchema
 from rest_framework.permissions import SAFE_METHODS, IsAdminUser
 
-from catalog.api.serializers import DetailErrorSerializer
-
-PARAMETER_ERRORS: dict[str, Any] = {
-    "type": "object",
-    "description": "Each bad parameter mapped to its messages.",
-    "additionalProperties": {"type": "array", "items": {"type": "string"}},
-    "example": {"level": ['Select a valid choice. "urgent" is not one of the available choices.']},
-}
+from catalog.api.errors import ErrorSerializer
 
 
 class CatalogAutoSchema(AutoSchema):
@@ -29,10 +22,9 @@ class CatalogAutoSchema(AutoSchema):
         if operation is None:
             return None
         responses = operation["responses"]
-        detail = self.resolve_serializer(DetailErrorSerializer, "response").ref
-        errors = {
-            "400": ("Bad parameter: the body names each one", PARAMETER_ERRORS),
-        }
+        # One shape for every error (catalog.api.errors): the 400 names the bad parameter.
+        detail = self.resolve_serializer(ErrorSerializer, "response").ref
+        errors = {"400": ("Bad parameter: the body names it", detail)}
         if "{" in path:
             errors["404"] = ("Not found", detail)
         staff_only = any(

@@ -9,7 +9,6 @@ rule page. The schemathesis test checks every response against the declared sche
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
@@ -22,10 +21,10 @@ from rest_framework.request import Request
 from catalog.api import coverage
 from catalog.api.detail import PredicateLink, RuleDetail
 from catalog.models import Exclusion, ImportRun, Indicator, Rule
+from catalog.uploads import UPLOAD_SUFFIXES, is_rule_upload, upload_name
 
 # A key that matches every lookup regex of the API (digits), replaced when building URLs.
 _MARK = "918273645"
-UPLOAD_SUFFIXES = (".yml", ".yaml", ".zip", ".tar.gz", ".tgz", ".tar")
 _DATETIME = serializers.DateTimeField()
 
 
@@ -96,7 +95,9 @@ class RuleBriefSerializer(serializers.Serializer):
             "status": rule.status,
             "level": rule.level,
             "logsource": {
-                "product": rule.product, "category": rule.category, "service": rule.service
+                "product": rule.product,
+                "category": rule.category,
+                "service": rule.service,
             },
             "rule_set": rule.rule_set,
             "date": rule.date,
@@ -444,7 +445,7 @@ class ImportRunSerializer(serializers.ModelSerializer):
             "id", "url", "started_at", "finished_at", "trigger", "sources", "status",
             "created", "updated", "unchanged", "failed", "pruned", "seconds", "errors",
             "message",
-        ]
+        ]  # fmt: skip
         read_only_fields = fields
 
 
@@ -457,10 +458,10 @@ class ImportUploadSerializer(serializers.Serializer):
     )
 
     def validate_file(self, upload: Any) -> Any:
-        name = PurePosixPath(upload.name or "").name.lower()
-        if not name.endswith(UPLOAD_SUFFIXES):
+        if not is_rule_upload(upload.name):
+            name = upload_name(upload.name) or "a nameless file"
             raise serializers.ValidationError(
-                f"Upload a {', '.join(UPLOAD_SUFFIXES)} file, not {name or 'a nameless file'}."
+                f"Upload a {', '.join(UPLOAD_SUFFIXES)} file, not {name}."
             )
         if upload.size > settings.RULE_ARCHIVE_MAX_BYTES:
             raise serializers.ValidationError(
@@ -480,14 +481,3 @@ class ImportReportSerializer(serializers.Serializer):
     seconds = serializers.FloatField()
     summary = serializers.CharField()
     errors = ImportErrorSerializer(many=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Errors (documentation only)
-# --------------------------------------------------------------------------------------------
-
-
-class DetailErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-
-

@@ -1,12 +1,14 @@
-"""API URLs (namespace ``api``): a router for the viewsets, plain paths for files (no
-trailing slash: ``export.csv``, ``layer.json``), the schema and Swagger UI (vendored
-assets from drf-spectacular-sidecar; no Redoc, whose page loads web fonts from a CDN)."""
+"""API URLs (namespace ``api``), every JSON endpoint of the site: a router for the viewsets,
+plain paths for files (no trailing slash: ``export.csv``, ``layer.json``), the sandbox,
+conversion, the schema and Swagger UI (vendored assets from drf-spectacular-sidecar; no
+Redoc, whose page loads web fonts from a CDN)."""
 
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from catalog.api import views
+from catalog.api import conversion, imports, sandbox, views
+from catalog.api.errors import api_not_found
 
 app_name = "api"
 
@@ -14,22 +16,22 @@ router = SimpleRouter()
 router.register("rules", views.RuleViewSet, basename="rule")
 router.register("indicators", views.IndicatorViewSet, basename="indicator")
 router.register("exclusions", views.ExclusionViewSet, basename="exclusion")
-router.register("imports", views.ImportRunViewSet, basename="import")
+router.register("imports", imports.ImportRunViewSet, basename="import")
 
 urlpatterns = [
     path("", views.APIRootView.as_view(), name="root"),
     # Before the router: its rule-detail pattern would otherwise take "export.csv/".
     path("rules/export.ndjson", views.RuleNdjsonExportView.as_view(), name="rule-export-ndjson"),
     path("rules/export.csv", views.RuleCsvExportView.as_view(), name="rule-export-csv"),
-    path(
-        "indicators/<int:pk>/rules/", views.IndicatorRulesView.as_view(), name="indicator-rules"
-    ),
-    path(
-        "exclusions/<int:pk>/rules/", views.ExclusionRulesView.as_view(), name="exclusion-rules"
-    ),
+    path("indicators/<int:pk>/rules/", views.IndicatorRulesView.as_view(), name="indicator-rules"),
+    path("exclusions/<int:pk>/rules/", views.ExclusionRulesView.as_view(), name="exclusion-rules"),
     path("attack/", views.AttackView.as_view(), name="attack"),
     path("attack/layer.json", views.NavigatorLayerView.as_view(), name="attack-layer"),
     path("events/", views.EventSourceView.as_view(), name="events"),
+    path("sandbox/", sandbox.SandboxAPIView.as_view(), name="sandbox"),
+    path("rules/<str:rule_id>/convert/", conversion.RuleConvertView.as_view(), name="rule-convert"),
+    path("convert/targets/", conversion.TargetsView.as_view(), name="convert-targets"),
+    path("convert/export/", conversion.ConversionExportView.as_view(), name="convert-export"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", views.SwaggerDocsView.as_view(), name="docs"),
     *router.urls,
@@ -37,5 +39,5 @@ urlpatterns = [
     # are left unresolved so that APPEND_SLASH can still redirect /api/rules to /api/rules/.
     # [\s\S], not ".": a path may hold an encoded newline (%0A). (An inline (?s) flag would
     # break reverse() for every URL.)
-    re_path(r"^[\s\S]*/$", views.api_not_found),
+    re_path(r"^[\s\S]*/$", api_not_found),
 ]

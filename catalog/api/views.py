@@ -1,200 +1,54 @@
 """API views (NetBox style): read-only viewsets for rules, indicators and exclusions, computed
-ATT&CK / event views and streaming exports over the same rule filters, staff-only imports.
+ATT&CK / event views and streaming exports over the same rule filters.
 
 Every view rejects unknown query parameters (a typo would otherwise silently widen the
-result) and every read view answers conditional GETs from the catalog fingerprint.
+result) and every read view answers conditional GETs from the catalog fingerprint (see
+:mod:`catalog.api.base`). Imports, the sandbox and conversion have modules of their own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import tempfile
-from datetime import datetime
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Model, Prefetch, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.db.models import Model, QuerySet
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
-from django.utils.http import http_date
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from drf_spectacular.views import SpectacularSwaggerSplitView
-from rest_framework import mixins, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import ValidationError
+from rest_framework import viewsets
 from rest_framework.generics import GenericAPIView, ListAPIView
-from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAdminUser
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from catalog.api import coverage, exports
+from catalog.api.base import (
+    CatalogViewMixin,
+    SingleFormatNegotiation,
+    brief_rules,
+    rules_filter_given,
+    with_total_order,
+)
 from catalog.api.detail import load_rule_detail
 from catalog.api.filtersets import ExclusionFilterSet, IndicatorFilterSet, RuleAPIFilterSet
-from catalog.api.schema import CatalogAutoSchema
 from catalog.api.serializers import (
     AttackSummarySerializer,
     EventSummarySerializer,
     ExclusionSerializer,
-    ImportReportSerializer,
-    ImportRunSerializer,
-    ImportUploadSerializer,
     IndicatorSerializer,
     NavigatorLayerSerializer,
     RuleBriefSerializer,
     RuleSerializer,
 )
-from catalog.models import (
-    Exclusion,
-    ImportRun,
-    Indicator,
-    Rule,
-    Tag,
-    identity_hash,
-)
-from catalog.services import (
-    ImportAborted,
-    ImportReport,
-    current_fingerprint,
-    import_rules,
-)
+from catalog.models import Exclusion, Indicator, Rule, identity_hash
 from rules.model import identity_value
-
-# Bump when a response's shape changes: ETags must not survive a change of representation.
-REPRESENTATION_VERSION = "1"
-
-BRIEF_RULE_FIELDS = (
-    "rule_id", "title", "status", "level", "product", "category", "service", "rule_set",
-    "date", "modified",
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Shared behaviour
-# --------------------------------------------------------------------------------------------
-
-
-class _Conditional(Exception):
-    """Carries the 304 (or 412) that answers a conditional request."""
-
-    def __init__(self, response: HttpResponse) -> None:
-        self.response = response
-
-
-def catalog_validators(request: Request) -> tuple[str, int | None]:
-    """ETag and Last-Modified (Unix time) of the current catalog for this representation.
-
-    The catalog fingerprint (rule count + latest ``updated_at``) changes with every import
-    that changes anything, and indicator counts only change through imports.
-    """
-    fingerprint = current_fingerprint()
-    latest = fingerprint.partition(":")[2]
-    try:
-        last_modified = int(datetime.fromisoformat(latest).timestamp()) if latest else None
-    except ValueError:
-        last_modified = None
-    key = "|".join(
-        [REPRESENTATION_VERSION, fingerprint, request.accepted_media_type or "",
-         request.get_full_path()]
-    )
-    return f'"{hashlib.sha1(key.encode()).hexdigest()}"', last_modified
-
-
-class CatalogViewMixin:
-    """Base of every API view: token auth first (so anonymous writes get 401 with
-    ``WWW-Authenticate``), strict query parameters, conditional GETs when ``conditional``."""
-
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    schema = CatalogAutoSchema()
-    conditional = False
-
-    def is_collection(self) -> bool:
-        """Whether filters and pagination apply (lists, not details or writes)."""
-        return getattr(self, "action", "list") == "list"
-
-    def allowed_query_params(self) -> set[str]:
-        allowed = {api_settings.URL_FORMAT_OVERRIDE}
-        if not self.is_collection():
-            return allowed
-        filterset = getattr(self, "filterset_class", None)
-        if filterset is not None:
-            allowed |= set(filterset.base_filters)
-        paginator = getattr(self, "paginator", None)
-        if paginator is not None:
-            allowed |= {paginator.limit_query_param, paginator.offset_query_param}
-        return allowed
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        unknown = sorted(set(request.query_params) - self.allowed_query_params())
-        if unknown:
-            raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
-        if self.conditional and request.method in ("GET", "HEAD"):
-            self._validators = catalog_validators(request)
-            etag, last_modified = self._validators
-            answer = get_conditional_response(
-                request._request, etag=etag, last_modified=last_modified
-            )
-            if answer is not None:
-                raise _Conditional(answer)
-
-    def handle_exception(self, exc: Exception) -> Any:
-        if isinstance(exc, _Conditional):
-            return exc.response
-        return super().handle_exception(exc)  # type: ignore[misc]
-
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
-        validators = getattr(self, "_validators", None)
-        if validators and response.status_code in (200, 304):
-            etag, last_modified = validators
-            response.headers["ETag"] = etag
-            if last_modified is not None:
-                response.headers["Last-Modified"] = http_date(last_modified)
-            # Cacheable, but revalidated every time: the ETag makes that a cheap 304.
-            patch_cache_control(response, no_cache=True)
-            patch_vary_headers(response, ["Accept"])
-        return response
-
-
-class SingleFormatNegotiation(BaseContentNegotiation):
-    """Serve the view's first renderer whatever ``Accept`` says (files such as a layer or an
-    export have one format; errors still render as JSON)."""
-
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
-        return parsers[0] if parsers else None
-
-    def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
-    ) -> tuple[BaseRenderer, str]:
-        return renderers[0], renderers[0].media_type
-
-
-def rules_filter_given(request: Request) -> bool:
-    return any(name in request.query_params for name in RuleAPIFilterSet.base_filters)
-
-
-def with_total_order(queryset: QuerySet[Rule]) -> QuerySet[Rule]:
-    """Append the primary key to the ordering: pages must not overlap or skip rules."""
-    ordering = list(queryset.query.order_by) or list(Rule._meta.ordering)
-    return queryset.order_by(*ordering, "pk")
-
-
-def brief_rules() -> QuerySet[Rule]:
-    return Rule.objects.only(*BRIEF_RULE_FIELDS).prefetch_related(
-        Prefetch("tags", queryset=Tag.objects.only("name"))
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # Root and fallbacks
@@ -247,11 +101,6 @@ class SwaggerDocsView(SpectacularSwaggerSplitView):
         return response
 
 
-def api_not_found(request: HttpRequest) -> JsonResponse:
-    """Unknown API paths get JSON, like every other API error."""
-    return JsonResponse({"detail": "Not found."}, status=404)
-
-
 # --------------------------------------------------------------------------------------------
 # Rules
 # --------------------------------------------------------------------------------------------
@@ -261,8 +110,11 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
     list=extend_schema(summary="Rules matching the catalog filters (brief items)"),
     retrieve=extend_schema(
         summary="One rule by Sigma id: metadata, YAML, ATT&CK, events, stages, indicators",
-        parameters=[OpenApiParameter("rule_id", OpenApiTypes.STR, OpenApiParameter.PATH,
-                                     description="The Sigma rule id")],
+        parameters=[
+            OpenApiParameter(
+                "rule_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The Sigma rule id"
+            )
+        ],
     ),
 )
 class RuleViewSet(CatalogViewMixin, viewsets.ReadOnlyModelViewSet):
@@ -313,8 +165,7 @@ class RuleExportView(RuleFilteredView):
     content_type = ""
     filename = ""
 
-    def stream(self, rules: QuerySet[Rule]) -> Any:
-        raise NotImplementedError
+    stream: Callable[[QuerySet[Rule]], Iterator[str]]  # the format's lines, per subclass
 
     def get(self, request: Request) -> StreamingHttpResponse:
         rules = with_total_order(self.filter_queryset(self.get_queryset()))
@@ -332,9 +183,7 @@ class RuleExportView(RuleFilteredView):
 class RuleNdjsonExportView(RuleExportView):
     content_type = "application/x-ndjson; charset=utf-8"
     filename = "rules.ndjson"
-
-    def stream(self, rules: QuerySet[Rule]) -> Any:
-        return exports.ndjson_lines(rules)
+    stream = staticmethod(exports.ndjson_lines)
 
 
 @extend_schema(
@@ -346,9 +195,7 @@ class RuleNdjsonExportView(RuleExportView):
 class RuleCsvExportView(RuleExportView):
     content_type = "text/csv; charset=utf-8"
     filename = "rules.csv"
-
-    def stream(self, rules: QuerySet[Rule]) -> Any:
-        return exports.csv_lines(rules)
+    stream = staticmethod(exports.csv_lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,8 +215,10 @@ def identity_of(params: Any) -> str | None:
         return None
     field, kind, value = (params.get(name) for name in ("field", "kind", "value"))
     kind = kind.strip()  # as the filter set's ``kind`` (field and value keep whitespace)
-    if not kind or any("\x00" in text or len(params.getlist(name)) > 1
-                       for name, text in (("field", field), ("kind", kind), ("value", value))):
+    if not kind or any(
+        "\x00" in text or len(params.getlist(name)) > 1
+        for name, text in (("field", field), ("kind", kind), ("value", value))
+    ):
         return None  # left to the filter set, which answers with the right 400
     return identity_hash(field, kind, identity_value(kind, value))
 
@@ -389,24 +238,22 @@ class PredicateViewSet(CatalogViewMixin, viewsets.ReadOnlyModelViewSet):
         return super().filter_queryset(queryset)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="Indicators; field+kind+value is an exact identity lookup",
-    ),
-    retrieve=extend_schema(summary="One indicator"),
-)
+def _predicate_schema(noun: str) -> Any:
+    """The summaries of an indicator or exclusion viewset."""
+    return extend_schema_view(
+        list=extend_schema(summary=f"{noun}s; field+kind+value is an exact identity lookup"),
+        retrieve=extend_schema(summary=f"One {noun.lower()}"),
+    )
+
+
+@_predicate_schema("Indicator")
 class IndicatorViewSet(PredicateViewSet):
     queryset = Indicator.objects.all()
     serializer_class = IndicatorSerializer
     filterset_class = IndicatorFilterSet
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="Exclusions; field+kind+value is an exact identity lookup",
-    ),
-    retrieve=extend_schema(summary="One exclusion"),
-)
+@_predicate_schema("Exclusion")
 class ExclusionViewSet(PredicateViewSet):
     queryset = Exclusion.objects.all()
     serializer_class = ExclusionSerializer
@@ -501,96 +348,3 @@ class NavigatorLayerView(RuleFilteredView):
 class EventSourceView(RuleFilteredView):
     def get(self, request: Request) -> Response:
         return Response(coverage.event_summary(self.filtered_rules()))
-
-
-# --------------------------------------------------------------------------------------------
-# Imports (staff only)
-# --------------------------------------------------------------------------------------------
-
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def import_upload(upload: Any, *, prune: bool) -> ImportReport:
-    """Run the importer on an uploaded file saved under a temporary directory.
-
-    The file keeps its (sanitised) name: the importer picks the reader by suffix and stores
-    a single file's name as the rule's source path. Error paths lose the temporary prefix.
-    """
-    name = _UNSAFE_NAME_CHARS.sub("_", PurePosixPath(upload.name).name)[-120:]
-    with tempfile.TemporaryDirectory(prefix="sigma-upload-") as folder:
-        target = Path(folder) / name
-        with target.open("wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
-        try:
-            report = import_rules([str(target)], prune=prune, trigger="api")
-        except ImportAborted as exc:
-            exc.report.errors = _relative_errors(exc.report, folder)
-            raise
-    report.errors = _relative_errors(report, folder)
-    return report
-
-
-def _relative_errors(report: ImportReport, folder: str) -> list[Any]:
-    for error in report.errors:
-        error.path = error.path.replace(folder + "/", "")
-    return report.errors
-
-
-@extend_schema_view(
-    list=extend_schema(summary="Import runs, newest first (staff)"),
-    retrieve=extend_schema(summary="One import run (staff)"),
-    create=extend_schema(
-        summary="Import an uploaded rule file or archive (staff)",
-        request={"multipart/form-data": ImportUploadSerializer},
-        responses={201: ImportReportSerializer},
-    ),
-)
-class ImportRunViewSet(
-    CatalogViewMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Import runs for staff; POST a .yml/.zip/.tar.gz to import it (synchronously)."""
-
-    queryset = ImportRun.objects.order_by("-started_at", "-pk")
-    serializer_class = ImportRunSerializer
-    permission_classes = [IsAdminUser]
-    parser_classes = [MultiPartParser, FormParser]
-    lookup_value_regex = r"\d+"
-
-    def get_serializer_class(self) -> type[Any]:
-        return ImportUploadSerializer if self.action == "create" else ImportRunSerializer
-
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        upload = ImportUploadSerializer(data=request.data)
-        upload.is_valid(raise_exception=True)
-        try:
-            report = import_upload(
-                upload.validated_data["file"], prune=upload.validated_data["prune"]
-            )
-        except ImportAborted as exc:
-            messages = [f"{exc} (import run {exc.report.run_id})"]
-            messages += [f"{e.path}: {e.error}" for e in exc.report.errors]
-            raise ValidationError({"file": messages}) from exc
-        run_url = (
-            request.build_absolute_uri(reverse("api:import-detail", args=[report.run_id]))
-            if report.run_id
-            else None
-        )
-        data = {
-            "run": run_url,
-            "run_id": report.run_id,
-            "created": report.created,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "failed": report.failed,
-            "pruned": report.pruned,
-            "seconds": report.seconds,
-            "summary": report.summary(),
-            "errors": [e.to_dict() for e in report.errors],
-        }
-        headers = {"Location": run_url} if run_url else {}
-        return Response(data, status=status.HTTP_201_CREATED, headers=headers)

@@ -201,6 +201,31 @@ def minibar(value: Any, total: Any) -> SafeString:
     )
 
 
+class DataTableNode(template.Node):
+    def __init__(self, nodelist: template.NodeList, css: Any, caption: Any) -> None:
+        self.nodelist, self.css, self.caption = nodelist, css, caption
+
+    def render(self, context: template.Context) -> str:
+        head = format_html(
+            '<div class="table-wrap">\n<table class="data stack{}">\n'
+            '<caption class="visually-hidden">{}</caption>',
+            self.css.resolve(context), self.caption.resolve(context),
+        )  # fmt: skip
+        return head + self.nodelist.render(context) + "</table>\n</div>"
+
+
+@register.tag
+def datatable(parser: Any, token: Any) -> DataTableNode:
+    """``{% datatable " coverage" "Caption" %}<thead>…</tbody>{% enddatatable %}``: the
+    scrolling wrapper, table classes and hidden caption every catalog table shares."""
+    bits = token.split_contents()
+    if len(bits) != 3:
+        raise template.TemplateSyntaxError("datatable takes a class suffix and a caption")
+    nodelist = parser.parse(("enddatatable",))
+    parser.delete_first_token()
+    return DataTableNode(nodelist, parser.compile_filter(bits[1]), parser.compile_filter(bits[2]))
+
+
 @register.simple_tag(takes_context=True)
 def current(context: template.Context, prefix: str) -> SafeString:
     """`` aria-current="page"`` on the nav link of the section the request is in."""

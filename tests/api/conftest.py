@@ -8,34 +8,23 @@ own savepoint on top of it (pytest-django's ``db``), so tests may write freely.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from catalog import services
-from catalog.services import import_rules
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLE_RULES
+from tests.factories import (
+    WINDOWS_PROCESS_CREATION,
+    isolate_site,
+    rule_yaml,
+    write_rule_files,
+)
 
-EXAMPLE_RULES = EXAMPLES / "rules"
-
-
-@pytest.fixture(scope="module")
-def example_catalog(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    """The 17 example rules, imported once for the module and rolled back after it."""
-    outer = transaction.atomic()
-    with django_db_blocker.unblock():
-        outer.__enter__()
-        import_rules([str(EXAMPLE_RULES)], trigger="examples")
-    yield
-    with django_db_blocker.unblock():
-        transaction.set_rollback(True)
-        outer.__exit__(None, None, None)
+__all__ = ["EXAMPLE_RULES", "results", "synthetic_rule", "write_synthetic_rules"]
 
 
 @pytest.fixture
@@ -44,20 +33,9 @@ def catalog(example_catalog: None, db: None) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _plain_static_storage(settings: Any) -> None:
-    """The manifest storage needs ``collectstatic`` first; tests need no hashed names."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_site(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests roll the catalog back behind the API's back: never reuse a fingerprint."""
-
-    monkeypatch.setattr(services, "FINGERPRINT_TTL", 0.0)
-    services.forget_fingerprint()
+    isolate_site(settings, monkeypatch)
 
 
 @pytest.fixture
@@ -91,29 +69,26 @@ def results(client: APIClient, url: str, **params: Any) -> list[dict[str, Any]]:
 
 def synthetic_rule(number: int, *, level: str = "medium") -> str:
     """A small valid rule: two indicators and two exclusions (one of each shared by all)."""
-    return f"""title: Synthetic rule {number:03d}
-id: {uuid.UUID(int=number + 1)}
-status: test
-level: {level}
-logsource:
-    product: windows
-    category: process_creation
-tags:
-    - attack.execution
-    - attack.t1059.001
-detection:
-    selection:
-        Image|endswith: '\\synthetic{number}.exe'
-        CommandLine|contains: 'synthetic-marker'
-    filter:
-        User: 'SYSTEM'
-        ParentImage|endswith: '\\parent{number}.exe'
-    condition: selection and not filter
+    detection = f"""
+selection:
+    Image|endswith: '\\synthetic{number}.exe'
+    CommandLine|contains: 'synthetic-marker'
+filter:
+    User: 'SYSTEM'
+    ParentImage|endswith: '\\parent{number}.exe'
+condition: selection and not filter
 """
+    return rule_yaml(
+        title=f"Synthetic rule {number:03d}",
+        id=uuid.UUID(int=number + 1),
+        status="test",
+        level=level,
+        logsource=WINDOWS_PROCESS_CREATION,
+        tags=["attack.execution", "attack.t1059.001"],
+        detection=detection,
+    )
 
 
 def write_synthetic_rules(folder: Path, count: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for number in range(count):
-        (folder / f"synthetic_{number:03d}.yml").write_text(synthetic_rule(number))
-    return folder
+    texts = {f"synthetic_{n:03d}.yml": synthetic_rule(n) for n in range(count)}
+    return write_rule_files(folder, texts)

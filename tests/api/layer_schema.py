@@ -45,7 +45,7 @@ _TACTICS = [
     "reconnaissance", "resource-development", "initial-access", "execution", "persistence",
     "privilege-escalation", "stealth", "defense-impairment", "credential-access", "discovery",
     "lateral-movement", "collection", "command-and-control", "exfiltration", "impact",
-]
+]  # fmt: skip
 
 LAYER_4_5: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -85,7 +85,6 @@ def test_the_fingerprint_is_reused_briefly_and_forgotten_on_import(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-
     monkeypatch.setattr(services, "FINGERPRINT_TTL", 60.0)
     first = client.get("/api/attack/")
     with CaptureQueriesContext(connection) as captured:

@@ -18,9 +18,16 @@ def test_schema_is_openapi_3_in_json_and_yaml(client: Any) -> None:
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    for path in ("/api/rules/", "/api/rules/{rule_id}/", "/api/indicators/", "/api/attack/",
-                 "/api/attack/layer.json", "/api/events/", "/api/rules/export.csv",
-                 "/api/imports/"):
+    for path in (
+        "/api/rules/",
+        "/api/rules/{rule_id}/",
+        "/api/indicators/",
+        "/api/attack/",
+        "/api/attack/layer.json",
+        "/api/events/",
+        "/api/rules/export.csv",
+        "/api/imports/",
+    ):
         assert path in schema["paths"], path
     assert "Token" in str(schema["components"]["securitySchemes"]) or schema["components"]
     as_yaml = yaml.safe_load(client.get("/api/schema/").content)

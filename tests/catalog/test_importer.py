@@ -14,28 +14,16 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from catalog import services
-from catalog.models import (
-    Exclusion,
-    ImportRun,
-    Indicator,
-    Rule,
-    RuleExclusion,
-    RuleIndicator,
-    Stage,
-    Tactic,
-    Tag,
-    Technique,
-)
+from catalog import import_rows, models
+from catalog.models import Exclusion, ImportRun, Indicator, Rule, Stage
 from catalog.services import ImportAborted, ImportReport, import_rules
 from rules.errors import RuleError
 from rules.parse import MAX_RULE_BYTES, parse_rule
 from tests.conftest import CORPUS, EXAMPLES, corpus_dirs
+from tests.factories import WINDOWS_PROCESS_CREATION, rule_yaml
 from tests.independent import expected_from_files, rule_counts
 
-SUMMARY = re.compile(
-    r"\d+ new, \d+ updated, \d+ unchanged, \d+ failed, \d+ pruned in \d+\.\d\d s"
-)
+SUMMARY = re.compile(r"\d+ new, \d+ updated, \d+ unchanged, \d+ failed, \d+ pruned in \d+\.\d\d s")
 
 
 def rule_id(n: int) -> str:
@@ -50,26 +38,27 @@ def rule_text(
     filters: tuple[str, ...] = ("C:\\Windows\\",),
     tags: tuple[str, ...] = ("attack.execution", "attack.t1059.001"),
 ) -> str:
-    value_lines = "".join(f"            - '{v}'\n" for v in values)
-    filter_lines = "".join(f"            - '{v}'\n" for v in filters)
-    tag_lines = "".join(f"    - {t}\n" for t in tags)
-    return (
-        f"title: {title or f'Test rule {n}'}\n"
-        f"id: {rule_id(n)}\n"
-        "status: test\n"
-        "description: A rule written for the importer tests.\n"
-        "author: tests\n"
-        "date: 2024-01-01\n"
-        f"tags:\n{tag_lines}"
-        "logsource:\n    product: windows\n    category: process_creation\n"
-        "detection:\n"
-        "    selection:\n"
-        f"        Image|endswith:\n{value_lines}"
-        f"        CommandLine|contains: 'unique-{n}'\n"
-        "    filter:\n"
-        f"        ParentImage|startswith:\n{filter_lines}"
-        "    condition: selection and not filter\n"
-        "level: medium\n"
+    detection = [
+        "selection:",
+        "    Image|endswith:",
+        *(f"        - '{v}'" for v in values),
+        f"    CommandLine|contains: 'unique-{n}'",
+        "filter:",
+        "    ParentImage|startswith:",
+        *(f"        - '{v}'" for v in filters),
+        "condition: selection and not filter",
+    ]
+    return rule_yaml(
+        title=title or f"Test rule {n}",
+        id=rule_id(n),
+        status="test",
+        description="A rule written for the importer tests.",
+        author="tests",
+        date="2024-01-01",
+        tags=tags,
+        logsource=WINDOWS_PROCESS_CREATION,
+        detection="\n".join(detection) + "\n",
+        level="medium",
     )
 
 
@@ -89,18 +78,28 @@ def snapshot() -> dict[str, Any]:
     return {
         "rules": sorted(
             Rule.objects.values_list(
-                "rule_id", "title", "content_hash", "revision", "updated_at", "raw_yaml",
-                "source_path", "rule_set",
+                "rule_id",
+                "title",
+                "content_hash",
+                "revision",
+                "updated_at",
+                "raw_yaml",
+                "source_path",
+                "rule_set",
             )
         ),
         "stages": sorted(Stage.objects.values_list("rule__rule_id", "group", "index", "text")),
         "indicators": sorted(Indicator.objects.values_list("identity", "value_key", "rule_count")),
         "rule_indicators": sorted(
-            RuleIndicator.objects.values_list("rule__rule_id", "indicator__identity", "value")
+            models.RuleIndicator.objects.values_list(
+                "rule__rule_id", "indicator__identity", "value"
+            )
         ),
         "exclusions": sorted(Exclusion.objects.values_list("identity", "rule_count")),
         "rule_exclusions": sorted(
-            RuleExclusion.objects.values_list("rule__rule_id", "exclusion__identity", "value")
+            models.RuleExclusion.objects.values_list(
+                "rule__rule_id", "exclusion__identity", "value"
+            )
         ),
         "tags": sorted(Rule.tags.through.objects.values_list("rule__rule_id", "tag__name")),
         "tactics": sorted(
@@ -173,14 +172,13 @@ def test_first_import_writes_rules_stages_predicates_and_attack_links(rule_dir):
         (0, 2, "not filter", True),
     ]
     assert sorted(rule.rule_indicators.values_list("indicator__kind", "value")) == [
-        ("contains", "unique-1"), ("endswith", "shared.exe")
+        ("contains", "unique-1"),
+        ("endswith", "shared.exe"),
     ]
     assert list(rule.rule_exclusions.values_list("exclusion__kind", "value")) == [
         ("startswith", "C:\\Windows\\")
     ]
-    assert set(rule.tags.values_list("name", flat=True)) == {
-        "attack.execution", "attack.t1059.001"
-    }
+    assert set(rule.tags.values_list("name", flat=True)) == {"attack.execution", "attack.t1059.001"}
     assert list(rule.techniques.values_list("attack_id", flat=True)) == ["T1059.001"]
     assert list(rule.tactics.values_list("shortname", flat=True)) == ["execution"]
     run = ImportRun.objects.get(pk=report.run_id)
@@ -196,7 +194,11 @@ def test_an_indicator_shared_by_rules_is_one_row_counting_distinct_rules(rule_di
     assert shared.rule_count == 5
     # Each rule keeps the value as it wrote it.
     assert sorted(shared.rule_indicators.values_list("value", flat=True)) == [
-        "SHARED.EXE", "shared.exe", "shared.exe", "shared.exe", "shared.exe"
+        "SHARED.EXE",
+        "shared.exe",
+        "shared.exe",
+        "shared.exe",
+        "shared.exe",
     ]
     assert Indicator.objects.get(value_key="unique-3").rule_count == 1
     assert Exclusion.objects.get().rule_count == 5
@@ -220,18 +222,14 @@ def test_a_modified_rule_is_updated_with_a_new_revision_and_fresh_indicators(rul
     import_rules([str(rule_dir)])
     untouched = snapshot()["rules"]
     path = rule_dir / "windows" / "rule_2.yml"
-    path.write_text(
-        rule_text(2, title="Renamed rule", values=("other.exe",), filters=("D:\\",))
-    )
+    path.write_text(rule_text(2, title="Renamed rule", values=("other.exe",), filters=("D:\\",)))
     report = import_rules([str(rule_dir)])
     assert (report.created, report.updated, report.unchanged, report.failed) == (0, 1, 4, 0)
     rule = Rule.objects.get(rule_id=rule_id(2))
     assert rule.title == "Renamed rule"
     assert rule.revision == 2
     assert rule.raw_yaml == path.read_text()
-    assert sorted(rule.rule_indicators.values_list("value", flat=True)) == [
-        "other.exe", "unique-2"
-    ]
+    assert sorted(rule.rule_indicators.values_list("value", flat=True)) == ["other.exe", "unique-2"]
     assert list(rule.rule_exclusions.values_list("value", flat=True)) == ["D:\\"]
     assert Indicator.objects.get(value_key="shared.exe").rule_count == 4
     assert Indicator.objects.get(value_key="other.exe").rule_count == 1
@@ -354,7 +352,8 @@ def mixed_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         "not_a_rule.yml": ("foo: bar\n", "not-a-rule"),
         "a_list.yml": ("- a\n- b\n", "not-a-rule"),
         "unknown_modifier.yml": (
-            rule_text(23).replace("Image|endswith", "Image|foo"), "bad-modifier"
+            rule_text(23).replace("Image|endswith", "Image|foo"),
+            "bad-modifier",
         ),
         "undefined_identifier.yml": (
             rule_text(24).replace("selection and not filter", "selection and not fliter"),
@@ -375,8 +374,12 @@ def mixed_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (root / "link.yml").symlink_to(root / "good_1.yml")
     codes = {name: code for name, (_, code) in bad.items()}
     codes.update(
-        {"binary.yml": "bad-yaml", "latin1.yml": "bad-yaml", "huge.yml": "too-large",
-         "link.yml": "symlink"}
+        {
+            "binary.yml": "bad-yaml",
+            "latin1.yml": "bad-yaml",
+            "huge.yml": "too-large",
+            "link.yml": "symlink",
+        }
     )
     return root, codes
 
@@ -410,9 +413,7 @@ def test_every_failed_file_is_listed_with_its_reason_and_the_rest_imports(mixed_
         ),
     ],
 )
-def test_a_parsed_rule_the_database_cannot_store_does_not_abort_the_import(
-    tmp_path, old, new
-):
+def test_a_parsed_rule_the_database_cannot_store_does_not_abort_the_import(tmp_path, old, new):
     """The engine accepts these documents; whatever the database does with them, the other
     files must still be imported and the odd one stored or listed as failed."""
     folder = tmp_path / "rules"
@@ -473,16 +474,14 @@ def _fail_after(original):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("writer", ["_write_children", "_write_tags", "_refresh_counts"])
-def test_a_failure_mid_write_leaves_the_catalog_exactly_as_before(
-    rule_dir, monkeypatch, writer
-):
+def test_a_failure_mid_write_leaves_the_catalog_exactly_as_before(rule_dir, monkeypatch, writer):
     import_rules([str(rule_dir)])
     before = snapshot()
     runs_before = ImportRun.objects.count()
     (rule_dir / "windows" / "rule_2.yml").write_text(rule_text(2, values=("changed.exe",)))
     (rule_dir / "windows" / "rule_9.yml").write_text(rule_text(9))
     (rule_dir / "windows" / "rule_5.yml").unlink()
-    monkeypatch.setattr(services, writer, _fail_after(getattr(services, writer)))
+    monkeypatch.setattr(import_rows, writer, _fail_after(getattr(import_rows, writer)))
     with pytest.raises(ImportAborted) as caught:
         import_rules([str(rule_dir)], prune=True)
     assert "catalog unchanged" in str(caught.value)
@@ -535,7 +534,7 @@ def test_import_rules_command_prune_option(rule_dir):
 
 @pytest.mark.django_db
 def test_import_rules_command_aborts_with_command_error(rule_dir, monkeypatch):
-    monkeypatch.setattr(services, "_write_children", _fail_after(services._write_children))
+    monkeypatch.setattr(import_rows, "_write_children", _fail_after(import_rows._write_children))
     with pytest.raises(CommandError, match="catalog unchanged"):
         run_command(str(rule_dir))
     assert Rule.objects.count() == 0
@@ -639,7 +638,15 @@ def corpus_catalog(
         try:
             yield first, second
         finally:
-            for model in (Rule, Indicator, Exclusion, Tag, Tactic, Technique, ImportRun):
+            for model in (
+                Rule,
+                Indicator,
+                Exclusion,
+                models.Tag,
+                models.Tactic,
+                models.Technique,
+                ImportRun,
+            ):
                 model.objects.all().delete()
 
 
@@ -651,13 +658,14 @@ class TestFullCorpusImport:
         assert [e.to_dict() for e in first.errors][:5] == []
         assert (first.created, first.updated, first.failed) == (CORPUS_RULES, 0, 0)
         assert (second.created, second.updated, second.unchanged, second.failed) == (
-            0, 0, CORPUS_RULES, 0
+            0,
+            0,
+            CORPUS_RULES,
+            0,
         )
         assert Rule.objects.count() == CORPUS_RULES
         runs = ImportRun.objects.order_by("pk").values_list("status", "created", "unchanged")
-        assert list(runs)[-2:] == [
-            ("succeeded", CORPUS_RULES, 0), ("succeeded", 0, CORPUS_RULES)
-        ]
+        assert list(runs)[-2:] == [("succeeded", CORPUS_RULES, 0), ("succeeded", 0, CORPUS_RULES)]
         assert set(Rule.objects.values_list("rule_set", flat=True)) == {
             d.name for d in corpus_dirs() if any(d.rglob("*.yml"))
         }

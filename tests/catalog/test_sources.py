@@ -65,7 +65,9 @@ def test_zip_yields_safe_rule_entries_with_archive_paths(unsafe_zip: Path):
     files, _ = split(collect([str(unsafe_zip)]))
     label = str(unsafe_zip)
     assert sorted(files) == [
-        f"{label}!rules/UPPER.YML", f"{label}!rules/a.yml", f"{label}!rules/sub/b.yaml"
+        f"{label}!rules/UPPER.YML",
+        f"{label}!rules/a.yml",
+        f"{label}!rules/sub/b.yaml",
     ]
     entry = files[f"{label}!rules/a.yml"]
     assert entry.data == RULE + b"# a\n"
@@ -77,8 +79,13 @@ def test_zip_refuses_escaping_absolute_symlink_and_oversized_entries(unsafe_zip:
     label = str(unsafe_zip)
     reasons = {path.removeprefix(f"{label}!"): r.reason for path, r in refusals.items()}
     assert set(reasons) == {
-        "../evil.yml", "rules/../../evil2.yml", "..\\evil3.yml", "/etc/x.yml",
-        "C:/windows/x.yml", "rules/link.yml", "rules/big.yml",
+        "../evil.yml",
+        "rules/../../evil2.yml",
+        "..\\evil3.yml",
+        "/etc/x.yml",
+        "C:/windows/x.yml",
+        "rules/link.yml",
+        "rules/big.yml",
     }
     assert "escapes" in reasons["../evil.yml"]
     assert "escapes" in reasons["rules/../../evil2.yml"]
@@ -154,8 +161,14 @@ def test_tar_gz_refuses_escaping_absolute_link_special_and_oversized_entries(uns
     label = str(unsafe_tar)
     reasons = {path.removeprefix(f"{label}!"): r.reason for path, r in refusals.items()}
     assert set(reasons) == {
-        "../evil.yml", "rules/../../evil2.yml", "/etc/x.yml", "rules/link.yml",
-        "rules/hard.yml", "rules/fifo.yml", "rules/dev.yml", "rules/big.yml",
+        "../evil.yml",
+        "rules/../../evil2.yml",
+        "/etc/x.yml",
+        "rules/link.yml",
+        "rules/hard.yml",
+        "rules/fifo.yml",
+        "rules/dev.yml",
+        "rules/big.yml",
     }
     assert "escapes" in reasons["../evil.yml"]
     assert "absolute" in reasons["/etc/x.yml"]
@@ -269,7 +282,9 @@ def test_directory_walk_is_recursive_sorted_and_names_paths_from_the_folder(rule
     items = list(collect([str(rule_folder)]))
     files = [i for i in items if isinstance(i, SourceFile)]
     assert [f.catalog_path for f in files] == [
-        "rules/linux/C.YML", "rules/windows/a.yml", "rules/windows/deep/b.yaml"
+        "rules/linux/C.YML",
+        "rules/windows/a.yml",
+        "rules/windows/deep/b.yaml",
     ]
     assert files[1].data == RULE + b"# a\n"
     assert files[1].path == str(rule_folder / "windows" / "a.yml")
@@ -291,9 +306,7 @@ def test_directory_walk_refuses_oversized_files(rule_folder: Path):
 
 def test_directory_walk_does_not_follow_a_symlinked_directory(rule_folder: Path):
     items = list(collect([str(rule_folder)]))
-    assert not any(
-        isinstance(i, SourceFile) and "hidden.yml" in i.path for i in items
-    )
+    assert not any(isinstance(i, SourceFile) and "hidden.yml" in i.path for i in items)
 
 
 def test_single_files_missing_paths_and_other_files(tmp_path: Path, rule_folder: Path):
@@ -310,4 +323,3 @@ def test_single_files_missing_paths_and_other_files(tmp_path: Path, rule_folder:
     assert refusals[str(tmp_path / "nope.yml")].code == "not-found"
     assert refusals[str(broken)].code == "not-found"
     assert str(text) in refusals
-

@@ -3,8 +3,6 @@ plain static files storage (no collectstatic manifest needed to render pages).""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from tests.conversion.rules_fixtures import (
@@ -13,6 +11,7 @@ from tests.conversion.rules_fixtures import (
     PROCESS_YAML,
     SEED_YAML,
 )
+from tests.factories import make_rule
 
 
 @pytest.fixture
@@ -24,31 +23,6 @@ def site(settings):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     return settings
-
-
-def make_rule(text: str, **fields):
-    """A catalog Rule row straight from YAML (the importer is tested elsewhere)."""
-    import yaml
-
-    from catalog.models import Rule
-
-    document = yaml.safe_load(text)
-    logsource = document.get("logsource") or {}
-    values = {
-        "rule_id": document["id"],
-        "title": document["title"],
-        "level": document.get("level", ""),
-        "status": document.get("status", ""),
-        "product": logsource.get("product", ""),
-        "category": logsource.get("category", ""),
-        "service": logsource.get("service", ""),
-        "raw_yaml": text,
-        "source_path": f"rules/{document['id']}.yml",
-        "content_hash": hashlib.sha256(text.encode()).hexdigest(),
-        "search_text": document["title"],
-    }
-    values.update(fields)
-    return Rule.objects.create(**values)
 
 
 @pytest.fixture

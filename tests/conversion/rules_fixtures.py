@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import textwrap
+
+from tests.factories import SEED_DETECTION, WINDOWS_PROCESS_CREATION, rule_yaml
+
 SEED_ID = "adf876b3-f1f8-4aa9-a4e4-a64106feec06"
 
-# SigmaHQ rules/windows/powershell/powershell_script/posh_ps_test_netconnection.yml (DRL 1.1)
-SEED_YAML = """\
+# SigmaHQ rules/windows/powershell/powershell_script/posh_ps_test_netconnection.yml (DRL 1.1);
+# the detection is the one the engine tests use (tests.factories.SEED_DETECTION).
+SEED_YAML = (
+    """\
 title: Testing Usage of Uncommonly Used Port
 id: adf876b3-f1f8-4aa9-a4e4-a64106feec06
 status: test
@@ -26,93 +32,77 @@ logsource:
     category: ps_script
     definition: 'Requirements: Script Block Logging must be enabled'
 detection:
-    selection:
-        ScriptBlockText|contains|all:
-            - Test-NetConnection
-            - '-ComputerName '
-            - '-port '
-    filter:
-        ScriptBlockText|contains:
-            - ' 443 '
-            - ' 80 '
-    condition: selection and not filter
+"""
+    + textwrap.indent(SEED_DETECTION.strip("\n"), "    ")
+    + """
 falsepositives:
     - Legitimate administrative script
 level: medium
 """
+)
 
 PROCESS_ID = "5f3c1f1e-0000-4000-8000-000000000001"
-PROCESS_YAML = """\
-title: Whoami Execution
-id: 5f3c1f1e-0000-4000-8000-000000000001
-status: test
-description: Whoami run from a command line.
-author: test
-date: 2024-01-01
-tags:
-    - attack.discovery
-    - attack.t1033
-logsource:
-    product: windows
-    category: process_creation
-detection:
-    selection:
-        Image|endswith: '\\\\whoami.exe'
-        CommandLine|contains: '/all'
-    condition: selection
-level: high
-"""
+PROCESS_YAML = rule_yaml(
+    title="Whoami Execution",
+    id=PROCESS_ID,
+    status="test",
+    description="Whoami run from a command line.",
+    author="test",
+    date="2024-01-01",
+    tags=["attack.discovery", "attack.t1033"],
+    logsource=WINDOWS_PROCESS_CREATION,
+    detection="""
+selection:
+    Image|endswith: '\\\\whoami.exe'
+    CommandLine|contains: '/all'
+condition: selection
+""",
+    level="high",
+)
 
 PLACEHOLDER_ID = "5f3c1f1e-0000-4000-8000-000000000002"
-PLACEHOLDER_YAML = """\
-title: Admin Logon From Unknown Workstation
-id: 5f3c1f1e-0000-4000-8000-000000000002
-status: test
-description: Uses an |expand placeholder that needs a pipeline.
-author: test
-date: 2024-01-01
-logsource:
-    product: windows
-    service: security
-detection:
-    selection:
-        EventID: 4624
-        TargetUserName|expand: '%Administrators%'
-    condition: selection
-level: low
-"""
+PLACEHOLDER_YAML = rule_yaml(
+    title="Admin Logon From Unknown Workstation",
+    id=PLACEHOLDER_ID,
+    status="test",
+    description="Uses an |expand placeholder that needs a pipeline.",
+    author="test",
+    date="2024-01-01",
+    logsource={"product": "windows", "service": "security"},
+    detection="""
+selection:
+    EventID: 4624
+    TargetUserName|expand: '%Administrators%'
+condition: selection
+""",
+    level="low",
+)
 
 FIELDREF_ID = "5f3c1f1e-0000-4000-8000-000000000003"
-FIELDREF_YAML = """\
-title: Process Image Equals Parent Image
-id: 5f3c1f1e-0000-4000-8000-000000000003
-status: test
-description: Field reference, unsupported by the Lucene backends.
-author: test
-date: 2024-01-01
-logsource:
-    product: windows
-    category: process_creation
-detection:
-    selection:
-        Image|fieldref: ParentImage
-    condition: selection
-level: low
-"""
+FIELDREF_YAML = rule_yaml(
+    title="Process Image Equals Parent Image",
+    id=FIELDREF_ID,
+    status="test",
+    description="Field reference, unsupported by the Lucene backends.",
+    author="test",
+    date="2024-01-01",
+    logsource=WINDOWS_PROCESS_CREATION,
+    detection="selection:\n    Image|fieldref: ParentImage\ncondition: selection",
+    level="low",
+)
 
-MULTI_YAML = """\
-title: Two Conditions
-id: 5f3c1f1e-0000-4000-8000-000000000004
-logsource:
-    product: windows
-    category: process_creation
-detection:
-    a:
-        Image|endswith: '\\\\a.exe'
-    b:
-        Image|endswith: '\\\\b.exe'
-    condition:
-        - a
-        - b
-level: low
-"""
+MULTI_YAML = rule_yaml(
+    title="Two Conditions",
+    id="5f3c1f1e-0000-4000-8000-000000000004",
+    logsource=WINDOWS_PROCESS_CREATION,
+    detection="""
+a:
+    Image|endswith: '\\\\a.exe'
+b:
+    Image|endswith: '\\\\b.exe'
+condition:
+    - a
+    - b
+""",
+    level="low",
+)

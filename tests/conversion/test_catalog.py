@@ -181,6 +181,26 @@ def test_api_unknown_rule_is_404(site, client, db) -> None:
     assert response.status_code == 404 and "nope" in response.json()["detail"]
 
 
+def test_api_errors_have_the_one_shape(site, client, seed_rule) -> None:
+    """{"detail", "parameter"} plus "choices" for a parameter with a list of values."""
+    bad = client.get(f"/api/rules/{SEED_ID}/convert/?target=nope").json()
+    assert set(bad) == {"detail", "parameter", "choices"} and bad["detail"]
+    assert bad["parameter"] == "target" and set(bad["choices"]) == set(conv.TARGETS)
+    missing = client.get("/api/rules/nope/convert/?target=splunk").json()
+    assert missing == {"detail": "no rule with id 'nope'", "parameter": None}
+    unknown = client.get("/api/convert/export/?target=splunk&level=bogus").json()
+    assert unknown["parameter"] == "level" and "high" in unknown["choices"]
+    refused = client.post("/api/convert/targets/")
+    assert refused.status_code == 405
+    assert refused.json() == {"detail": 'Method "POST" not allowed.', "parameter": None}
+
+
+def test_api_rule_convert_body_is_indented_json(site, client, seed_rule) -> None:
+    response = client.get(f"/api/rules/{SEED_ID}/convert/?target=splunk")
+    assert response["Content-Type"] == "application/json"
+    assert response.content.decode() == json.dumps(response.json(), indent=2)
+
+
 def test_api_targets(site, client, db) -> None:
     data = client.get("/api/convert/targets/").json()
     assert {t["id"] for t in data["targets"]} == set(conv.TARGETS)
@@ -226,17 +246,17 @@ def test_export_uses_and_fills_the_cache(site, client, catalog_rules, calls) -> 
 
 
 @pytest.mark.parametrize(
-    ("query", "key"),
+    ("query", "parameter"),
     [
-        ("target=nope", "parameter"),
-        ("target=kusto&format=savedsearches", "parameter"),
-        ("target=splunk&pipeline=ecs_windows", "parameter"),
-        ("target=splunk&level=bogus", "errors"),
+        ("target=nope", "target"),
+        ("target=kusto&format=savedsearches", "format"),
+        ("target=splunk&pipeline=ecs_windows", "pipeline"),
+        ("target=splunk&level=bogus", "level"),
     ],
 )
-def test_export_bad_parameters_are_400(site, client, db, query, key) -> None:
+def test_export_bad_parameters_are_400(site, client, db, query, parameter) -> None:
     response = client.get(f"/api/convert/export/?{query}")
-    assert response.status_code == 400 and key in response.json()
+    assert response.status_code == 400 and response.json()["parameter"] == parameter
 
 
 # --------------------------------------------------------------------------- report, command

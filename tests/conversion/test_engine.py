@@ -4,6 +4,9 @@ deployable exports."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,6 +25,7 @@ from tests.conversion.rules_fixtures import (
     SEED_YAML,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 ALL_COMBINATIONS = [(t.id, p) for t in conv.TARGETS.values() for p in t.pipelines]
 
 
@@ -48,6 +52,19 @@ def test_sigma_pipeline_names_are_sigma_cli_names(plugins) -> None:
     assert set(conv.SIGMA_PIPELINES) <= set(plugins.pipelines)
     for pipe in conv.PIPELINES.values():
         assert set(pipe.sigma_pipelines) <= set(conv.SIGMA_PIPELINES)
+
+
+def test_importing_the_package_loads_no_backend_and_changes_no_state() -> None:
+    """Backends load on first use; pySigma set-up (warning filter) waits for it."""
+    script = (
+        "import sys, warnings; before = list(warnings.filters); import rules.convert; "
+        "print(sorted(m for m in sys.modules if m.startswith('sigma.backends')), "
+        "warnings.filters == before)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.split() == ["[]", "True"], result.stderr
 
 
 def test_required_targets_are_registered() -> None:
@@ -124,7 +141,7 @@ def test_matches_sigma_cli_pipeline_resolution(plugins) -> None:
     """Our pipelines resolve exactly as `sigma convert -p A -p B` (pySigma's resolver)."""
     # Same plugin pipelines, except "sysmon": in this process pySigma's shared @Pipeline
     # instance now builds the test pipeline (see the test above), ours keeps the real one.
-    resolver = ProcessingPipelineResolver({**plugins.pipelines, "sysmon": conv._SYSMON_PIPELINE})
+    resolver = ProcessingPipelineResolver({**plugins.pipelines, "sysmon": conv.sysmon_pipeline})
     for target, pipeline in ALL_COMBINATIONS:
         pipe = conv.PIPELINES[pipeline]
         reference = plugins.backends[target](
@@ -274,6 +291,14 @@ def test_converter_reuses_one_backend() -> None:
     assert conv.stats.backend_calls - before == 3
     assert [r.ok for r in results] == [True, True, False]
     assert converter._backend is not None
+
+
+def test_reused_loki_backend_numbers_labels_as_a_fresh_one() -> None:
+    """The Loki backend counts the labels it adds on the instance; a reused one must not."""
+    converter = conv.Converter("loki")
+    first, second = converter.convert(FIELDREF_YAML), converter.convert(FIELDREF_YAML)
+    assert first.ok and "match_0=" in first.query
+    assert second.query == first.query == conv.convert(FIELDREF_YAML, "loki").query
 
 
 def test_savedsearches_export_matches_the_backend_file() -> None:

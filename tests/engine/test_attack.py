@@ -6,13 +6,10 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from rules import attack
 from rules.attack import (
@@ -26,26 +23,18 @@ from rules.attack import (
     technique,
     techniques_for_tactic,
 )
+from tests.factories import corpus_documents
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT / ".." / "shared"
 CORPUS = SHARED / "corpus" / "sigmahq"
 
 
-def _corpus_documents() -> Iterator[dict[str, Any]]:
-    for folder in sorted(CORPUS.glob("rules*")):
-        for path in sorted(folder.rglob("*.yml")):
-            text = path.read_text(encoding="utf-8")
-            for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
-                if isinstance(doc, dict):
-                    yield doc
-
-
 @cache
 def corpus_attack_tags() -> Counter[str]:
     """``attack.*`` tag values of the SigmaHQ corpus (part after ``attack.``), with counts."""
     tags: Counter[str] = Counter()
-    for doc in _corpus_documents():
+    for doc in corpus_documents():
         for tag in doc.get("tags") or []:
             if isinstance(tag, str) and tag.lower().startswith("attack."):
                 tags[tag[len("attack.") :]] += 1

@@ -112,7 +112,11 @@ NAMES = ["selection_img", "selection_cli", "filter_main", "filter_optional", "_h
 
 def test_them_resolves_to_every_identifier_except_underscore_ones_and_condition():
     assert resolve_pattern("them", [*NAMES, "condition"]) == [
-        "selection_img", "selection_cli", "filter_main", "filter_optional", "kw"
+        "selection_img",
+        "selection_cli",
+        "filter_main",
+        "filter_optional",
+        "kw",
     ]
 
 
@@ -135,7 +139,11 @@ def test_referenced_lists_identifiers_in_order_of_first_appearance_without_dupli
 
 def test_referenced_of_them_skips_underscore_identifiers():
     assert referenced(parse_condition("1 of them"), NAMES) == [
-        "selection_img", "selection_cli", "filter_main", "filter_optional", "kw"
+        "selection_img",
+        "selection_cli",
+        "filter_main",
+        "filter_optional",
+        "kw",
     ]
 
 
@@ -172,3 +180,21 @@ def test_malformed_conditions_raise_condition_error(condition):
 def test_deprecated_aggregation_pipe_is_refused_with_an_explanation():
     with pytest.raises(ConditionError, match="count"):
         parse_condition("selection | count() by SourceIp > 10")
+
+
+def test_canonical_text_and_flat_conjuncts_spell_stages_as_pysigma_does():
+    from rules.conditions import canonical_text, flat_conjuncts
+
+    tree = parse_condition("sel  and (a and (b or c)) and not (f1 or (f2 or f3)) and any of x*")
+    assert [canonical_text(node) for node in flat_conjuncts(tree)] == [
+        "sel",
+        "a",
+        "b or c",
+        "not (f1 or f2 or f3)",
+        "any of x*",
+    ]
+    assert canonical_text(tree) == "sel and a and (b or c) and not (f1 or f2 or f3) and any of x*"
+
+
+def test_parse_condition_returns_the_same_frozen_tree_for_the_same_text():
+    assert parse_condition("sel and not filter") is parse_condition("sel and not filter")

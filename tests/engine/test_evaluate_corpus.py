@@ -29,10 +29,11 @@ from rules.compile import (
     NullMatcher,
     NumberMatcher,
     StringMatcher,
-    load_rule,
 )
-from rules.evaluate import Evaluator, _polarity_identifiers
+from rules.evaluate import ConditionResult, Evaluator, IdentifierResult
+from rules.evaluate import polarity_identifiers as _polarity_identifiers
 from rules.events import Event, event_from_mapping, load_events_file
+from rules.parse import parse_rule as load_rule
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CORPUS = SHARED / "corpus" / "sigmahq"
@@ -243,6 +244,24 @@ def test_prefilter_gives_identical_results_to_full_evaluation(
     assert len(matched_rules) / len(evaluable) > 0.8, len(matched_rules)
 
 
+def _assert_traced_values_are_the_fast_values(
+    ev: Evaluator,
+    rule_id: str,
+    traced: list[IdentifierResult],
+    conditions: list[ConditionResult],
+    event: Event,
+) -> None:
+    """The explainer walks the detection tree itself: each identifier it traced must have
+    the value of the identifier's fast closure, and each stage the value of its conjunct."""
+    rule = ev.rule(rule_id)
+    assert rule is not None
+    fast = {name: node.fast(event) for name, node in rule.identifiers.items()}
+    assert {i.name: i.value for i in traced} == fast, rule_id
+    for result, condition in zip(conditions, rule.conditions, strict=True):
+        assert result.value == condition.holds(fast), rule_id
+        assert [s.value for s in result.stages] == [s.holds(fast) for s in condition.stages]
+
+
 def test_explanations_agree_with_the_fast_path(corpus: Corpus) -> None:
     ev = corpus.evaluator
     for event in corpus.regression_events:
@@ -250,6 +269,9 @@ def test_explanations_agree_with_the_fast_path(corpus: Corpus) -> None:
         assert result.matched_ids == ev.match_ids(event, all_rules=True)
         for match in result.matches:
             assert any(c.value for c in match.conditions), match.rule_id
+            _assert_traced_values_are_the_fast_values(
+                ev, match.rule_id, match.identifiers, match.conditions, event
+            )
             for ident in match.identifiers:
                 for pred in ident.predicates:
                     if pred.span is not None and isinstance(pred.event_value, str):
@@ -257,6 +279,10 @@ def test_explanations_agree_with_the_fast_path(corpus: Corpus) -> None:
                         assert 0 <= start <= end <= len(pred.event_value)
         for sup in result.suppressed:
             assert sup.filters and sup.rule_id not in result.matched_ids
+            assert not any(c.value for c in sup.conditions), sup.rule_id
+            _assert_traced_values_are_the_fast_values(
+                ev, sup.rule_id, sup.identifiers, sup.conditions, event
+            )
         for near in result.near_misses:
             assert near.rule_id not in result.matched_ids and 0 < near.score <= 1
         result.to_dict()

@@ -14,10 +14,11 @@ import pytest
 import yaml
 from sigma.rule import SigmaRule
 
-from rules.compile import CompiledRule, compile_rule, load_rule
+from rules.compile import CompiledRule, compile_rule
 from rules.evaluate import Evaluator, EventResult
 from rules.events import Event, event_from_mapping
 from rules.model import LogSource, ParsedRule
+from rules.parse import parse_rule as load_rule
 
 RULE_ID = "5d1f3c3e-0000-4000-8000-000000000001"
 PROC = {"product": "windows", "category": "process_creation"}

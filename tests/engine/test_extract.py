@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 import yaml
 
 from rules.errors import ConditionError, DetectionError, RuleError
 from rules.model import Exclusion, Indicator, ParsedRule, Stage
 from rules.parse import parse_rule
+from tests.factories import SEED_DETECTION, WINDOWS_PROCESS_CREATION, rule_yaml
 
 RULE_ID = "6a9d2d27-3f3e-4c1e-9d1a-0c6b7d2f1e55"
 
 
 def make_rule(detection: str) -> str:
     """A minimal valid rule around ``detection`` (written at column 0, indented here)."""
-    body = textwrap.indent(textwrap.dedent(detection).strip("\n"), "    ")
-    return (
-        f"title: Inline test rule\nid: {RULE_ID}\nstatus: test\n"
-        f"logsource:\n    product: windows\n    category: process_creation\n"
-        f"detection:\n{body}\nlevel: low\n"
+    return rule_yaml(
+        title="Inline test rule",
+        id=RULE_ID,
+        status="test",
+        logsource=WINDOWS_PROCESS_CREATION,
+        detection=detection,
+        level="low",
     )
 
 
@@ -46,20 +47,6 @@ def assert_stage_yaml_matches_detection(rule: ParsedRule) -> None:
 
 
 # --- stages ---------------------------------------------------------------------------------
-
-
-SEED_DETECTION = """
-selection:
-    ScriptBlockText|contains|all:
-        - Test-NetConnection
-        - '-ComputerName '
-        - '-port '
-filter:
-    ScriptBlockText|contains:
-        - ' 443 '
-        - ' 80 '
-condition: selection and not filter
-"""
 
 
 def test_selection_and_not_filter_gives_the_seed_shape():
@@ -148,8 +135,13 @@ def test_not_one_of_pattern_excludes_every_matching_identifier():
         """
     )
     assert stage_view(rule.stages) == [
-        (0, 0, "selection and not 1 of filter_*",
-         ["selection", "filter_main_system", "filter_optional_edge"], False),
+        (
+            0,
+            0,
+            "selection and not 1 of filter_*",
+            ["selection", "filter_main_system", "filter_optional_edge"],
+            False,
+        ),
         (0, 1, "selection", ["selection"], False),
         (0, 2, "not 1 of filter_*", ["filter_main_system", "filter_optional_edge"], True),
     ]
@@ -157,9 +149,7 @@ def test_not_one_of_pattern_excludes_every_matching_identifier():
         ("ParentImage", "startswith", "C:\\Windows\\System32\\"),
         ("ParentImage", "endswith", "\\msedge.exe"),
     ]
-    assert [e.identifier for e in rule.exclusions] == [
-        "filter_main_system", "filter_optional_edge"
-    ]
+    assert [e.identifier for e in rule.exclusions] == ["filter_main_system", "filter_optional_edge"]
     assert rows(rule.indicators) == [("Image", "endswith", "\\rundll32.exe")]
     assert_stage_yaml_matches_detection(rule)
 
@@ -186,10 +176,12 @@ def test_all_of_selection_pattern_and_not_filters_in_parentheses():
     assert rule.stages[1].identifiers == ["selection_img", "selection_cli"]
     assert rule.stages[2].negated
     assert rows(rule.exclusions) == [
-        ("User", "equals", "SYSTEM"), ("User", "equals", "LOCAL SERVICE")
+        ("User", "equals", "SYSTEM"),
+        ("User", "equals", "LOCAL SERVICE"),
     ]
     assert rows(rule.indicators) == [
-        ("Image", "endswith", "\\cmd.exe"), ("CommandLine", "contains", "/c")
+        ("Image", "endswith", "\\cmd.exe"),
+        ("CommandLine", "contains", "/c"),
     ]
 
 
@@ -208,7 +200,9 @@ def test_nested_parentheses_stay_one_stage_and_their_identifiers_are_indicators(
         """
     )
     assert [s.text for s in rule.stages] == [
-        "sel and ((b1 or c1) and not d1)", "sel", "((b1 or c1) and not d1)"
+        "sel and ((b1 or c1) and not d1)",
+        "sel",
+        "((b1 or c1) and not d1)",
     ]
     assert rule.stages[2].identifiers == ["b1", "c1", "d1"]
     assert not rule.stages[2].negated
@@ -230,11 +224,15 @@ def test_not_inside_an_or_conjunct_is_an_indicator_not_an_exclusion():
         """
     )
     assert [s.text for s in rule.stages] == [
-        "sel and (other or not neg)", "sel", "(other or not neg)"
+        "sel and (other or not neg)",
+        "sel",
+        "(other or not neg)",
     ]
     assert rows(rule.exclusions) == []
     assert rows(rule.indicators) == [
-        ("A", "equals", "a"), ("B", "equals", "b"), ("C", "equals", "c")
+        ("A", "equals", "a"),
+        ("B", "equals", "b"),
+        ("C", "equals", "c"),
     ]
 
 
@@ -461,7 +459,8 @@ def test_all_keyword_map_drops_the_all_modifier():
         """
     )
     assert rows(rule.indicators) == [
-        ("", "equals", "Invoke-Mimikatz"), ("", "contains", "DumpCreds")
+        ("", "equals", "Invoke-Mimikatz"),
+        ("", "contains", "DumpCreds"),
     ]
 
 
@@ -685,12 +684,16 @@ def test_identity_casefolds_values_for_ordinary_kinds():
         """
     )
     assert rows(rule.indicators) == [
-        ("F", "equals", "ABC"), ("F", "equals", "abc"),
-        ("F", "equals", "STRASSE"), ("F", "equals", "straße"),
+        ("F", "equals", "ABC"),
+        ("F", "equals", "abc"),
+        ("F", "equals", "STRASSE"),
+        ("F", "equals", "straße"),
     ]
     assert [i.identity for i in rule.indicators] == [
-        ("F", "equals", "abc"), ("F", "equals", "abc"),
-        ("F", "equals", "strasse"), ("F", "equals", "strasse"),
+        ("F", "equals", "abc"),
+        ("F", "equals", "abc"),
+        ("F", "equals", "strasse"),
+        ("F", "equals", "strasse"),
     ]
 
 

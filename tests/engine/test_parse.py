@@ -108,7 +108,9 @@ def test_bytes_and_text_give_the_same_rule():
     from_text = parse_rule(FULL_RULE)
     from_bytes = parse_rule(FULL_RULE.encode())
     assert (from_bytes.id, from_bytes.indicators, from_bytes.exclusions) == (
-        from_text.id, from_text.indicators, from_text.exclusions
+        from_text.id,
+        from_text.indicators,
+        from_text.exclusions,
     )
 
 
@@ -142,9 +144,7 @@ BILLION_LAUGHS = "\n".join(
         pytest.param("title: [unclosed\nid: x\n", YamlSyntaxError, "invalid YAML", id="bad-yaml"),
         pytest.param("a: b\n  c: d\n", YamlSyntaxError, "invalid YAML", id="bad-indentation"),
         pytest.param(b"\x7fELF\x02\x01\x00\x00title", YamlSyntaxError, "binary", id="binary"),
-        pytest.param(
-            "title: caf\xe9\n".encode("latin-1"), YamlSyntaxError, "UTF-8", id="latin-1"
-        ),
+        pytest.param("title: caf\xe9\n".encode("latin-1"), YamlSyntaxError, "UTF-8", id="latin-1"),
         pytest.param("title: x\n".encode("utf-16"), YamlSyntaxError, "", id="utf-16"),
         pytest.param("- title: x\n- id: y\n", NotASigmaRuleError, "mapping", id="list"),
         pytest.param("just a string\n", NotASigmaRuleError, "mapping", id="scalar"),
@@ -152,64 +152,92 @@ BILLION_LAUGHS = "\n".join(
         pytest.param("# only a comment\n", NotASigmaRuleError, "empty", id="comment-only"),
         pytest.param(
             f"title: t\nid: {RULE_ID}\nlogsource: {{product: windows}}\n",
-            NotASigmaRuleError, "detection", id="missing-detection",
+            NotASigmaRuleError,
+            "detection",
+            id="missing-detection",
         ),
         pytest.param(
             "detection: {sel: {F: x}, condition: sel}\n",
-            NotASigmaRuleError, "title", id="missing-title-id-logsource",
+            NotASigmaRuleError,
+            "title",
+            id="missing-title-id-logsource",
         ),
         pytest.param(
             f"title: t\nid: {RULE_ID}\nlogsource: {{product: windows}}\ndetection: [a, b]\n",
-            NotASigmaRuleError, "detection", id="detection-not-a-mapping",
+            NotASigmaRuleError,
+            "detection",
+            id="detection-not-a-mapping",
         ),
         pytest.param(
             "title: t\nid: 42\nlogsource: {product: windows}\n"
             "detection: {sel: {F: x}, condition: sel}\n",
-            NotASigmaRuleError, "id", id="numeric-id",
+            NotASigmaRuleError,
+            "id",
+            id="numeric-id",
         ),
         pytest.param(
             f"title: t\nid: {RULE_ID}\nlogsource: windows\n"
             "detection: {sel: {F: x}, condition: sel}\n",
-            NotASigmaRuleError, "logsource", id="logsource-not-a-mapping",
+            NotASigmaRuleError,
+            "logsource",
+            id="logsource-not-a-mapping",
         ),
         pytest.param(
             f"title: t\nid: {RULE_ID}\ncorrelation: {{type: event_count}}\n",
-            NotASigmaRuleError, "correlation", id="correlation-rule",
+            NotASigmaRuleError,
+            "correlation",
+            id="correlation-rule",
         ),
         pytest.param(
             minimal_rule() + "---\n" + minimal_rule(),
-            NotASigmaRuleError, "2 YAML documents", id="multi-document",
+            NotASigmaRuleError,
+            "2 YAML documents",
+            id="multi-document",
         ),
         pytest.param(
             minimal_rule("sel:\n    F: x"), ConditionError, "condition", id="missing-condition"
         ),
         pytest.param(
             minimal_rule("sel:\n    F: x\ncondition: sel and not filter"),
-            ConditionError, "filter", id="undefined-identifier",
+            ConditionError,
+            "filter",
+            id="undefined-identifier",
         ),
         pytest.param(
             minimal_rule("sel:\n    F: x\ncondition: 1 of filter_*"),
-            ConditionError, "filter_", id="pattern-matching-nothing",
+            ConditionError,
+            "filter_",
+            id="pattern-matching-nothing",
         ),
         pytest.param(
             minimal_rule("sel:\n    F: x\ncondition: sel and"),
-            ConditionError, "", id="truncated-condition",
+            ConditionError,
+            "",
+            id="truncated-condition",
         ),
         pytest.param(
             minimal_rule("sel:\n    F: x\ncondition: sel | count() by Host > 5"),
-            ConditionError, "", id="deprecated-count-aggregation",
+            ConditionError,
+            "",
+            id="deprecated-count-aggregation",
         ),
         pytest.param(
             minimal_rule("sel:\n    F|foo: x\ncondition: sel"),
-            ModifierError, "foo", id="unknown-modifier",
+            ModifierError,
+            "foo",
+            id="unknown-modifier",
         ),
         pytest.param(
             minimal_rule("sel:\n    F|re: '(unclosed'\ncondition: sel"),
-            ModifierError, "", id="invalid-regex",
+            ModifierError,
+            "",
+            id="invalid-regex",
         ),
         pytest.param(
             minimal_rule("sel:\n    F|cidr: not-a-network\ncondition: sel"),
-            ModifierError, "", id="invalid-cidr",
+            ModifierError,
+            "",
+            id="invalid-cidr",
         ),
         pytest.param(
             minimal_rule("sel:\ncondition: sel"), DetectionError, "sel", id="empty-identifier"
@@ -218,11 +246,15 @@ BILLION_LAUGHS = "\n".join(
         pytest.param("a: &a [*a, *a]\n", UnsafeDocumentError, "", id="recursive-alias"),
         pytest.param(
             "title: x\ndescription: " + "a" * MAX_RULE_BYTES + "\n",
-            UnsafeDocumentError, "bytes", id="oversized-text",
+            UnsafeDocumentError,
+            "bytes",
+            id="oversized-text",
         ),
         pytest.param(
             b"title: x\ndescription: " + b"a" * MAX_RULE_BYTES + b"\n",
-            UnsafeDocumentError, "bytes", id="oversized-bytes",
+            UnsafeDocumentError,
+            "bytes",
+            id="oversized-bytes",
         ),
     ],
 )
@@ -239,8 +271,13 @@ def test_invalid_documents_raise_a_typed_error_with_a_clear_message(data, error,
 
 def test_every_error_class_has_its_own_code():
     classes = [
-        RuleError, YamlSyntaxError, UnsafeDocumentError, NotASigmaRuleError, ConditionError,
-        ModifierError, DetectionError,
+        RuleError,
+        YamlSyntaxError,
+        UnsafeDocumentError,
+        NotASigmaRuleError,
+        ConditionError,
+        ModifierError,
+        DetectionError,
     ]
     assert len({cls.code for cls in classes}) == len(classes)
     assert all(issubclass(cls, RuleError) for cls in classes)
@@ -300,7 +337,11 @@ def test_engine_modules_never_import_django():
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr

@@ -12,20 +12,61 @@ from rules.errors import RuleError
 from rules.parse import parse_rule
 
 SETTINGS = settings(
-    max_examples=200, deadline=None, database=None,
+    max_examples=200,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 RULE_ID = "f0e1d2c3-b4a5-4697-8877-665544332211"
 
 MODIFIERS = [
-    "contains", "startswith", "endswith", "all", "re", "i", "m", "s", "cidr", "gt", "gte", "lt",
-    "lte", "exists", "fieldref", "windash", "base64", "base64offset", "wide", "utf16", "cased",
-    "expand", "neq", "foo", "",
+    "contains",
+    "startswith",
+    "endswith",
+    "all",
+    "re",
+    "i",
+    "m",
+    "s",
+    "cidr",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "exists",
+    "fieldref",
+    "windash",
+    "base64",
+    "base64offset",
+    "wide",
+    "utf16",
+    "cased",
+    "expand",
+    "neq",
+    "foo",
+    "",
 ]
 IDENTIFIERS = ["selection", "sel_a", "sel_b", "filter", "filter_main", "_hidden", "keywords"]
 CONDITION_WORDS = [
-    *IDENTIFIERS, "and", "or", "not", "(", ")", "1 of", "all of", "any of", "them",
-    "selection*", "sel_*", "filter_*", "_h*", "|", "count()", ">", "5", "undefined",
+    *IDENTIFIERS,
+    "and",
+    "or",
+    "not",
+    "(",
+    ")",
+    "1 of",
+    "all of",
+    "any of",
+    "them",
+    "selection*",
+    "sel_*",
+    "filter_*",
+    "_h*",
+    "|",
+    "count()",
+    ">",
+    "5",
+    "undefined",
 ]
 
 scalars = st.one_of(
@@ -52,8 +93,9 @@ field_keys = st.builds(
 detection_values = st.one_of(scalars, st.lists(scalars, max_size=4), json_like)
 identifier_bodies = st.one_of(
     st.dictionaries(field_keys, detection_values, max_size=3),
-    st.lists(st.one_of(st.dictionaries(field_keys, detection_values, max_size=2), scalars),
-             max_size=3),
+    st.lists(
+        st.one_of(st.dictionaries(field_keys, detection_values, max_size=2), scalars), max_size=3
+    ),
     scalars,
 )
 conditions = st.lists(st.sampled_from(CONDITION_WORDS), min_size=0, max_size=7).map(" ".join)
@@ -81,8 +123,9 @@ def rule_documents(draw: st.DrawFn) -> dict[str, Any]:
     optional = {
         "status": st.sampled_from(["test", "stable", "experimental", "bogus"]),
         "level": st.sampled_from(["low", "high", "critical", "bogus"]),
-        "tags": st.one_of(st.lists(st.sampled_from(["attack.t1059", "attack.execution", "x"])),
-                          json_like),
+        "tags": st.one_of(
+            st.lists(st.sampled_from(["attack.t1059", "attack.execution", "x"])), json_like
+        ),
         "related": json_like,
         "author": json_like,
         "date": st.one_of(st.dates(), json_like),
@@ -136,11 +179,28 @@ def test_rule_shaped_documents_in_flow_style_raise_only_rule_errors(document):
 @given(
     st.lists(
         st.sampled_from(
-            ["title: t\n", f"id: {RULE_ID}\n", "logsource: {product: windows}\n", "detection:\n",
-             "    sel:\n", "        F: x\n", "        F|contains: [a, '*b*']\n",
-             "    condition: sel\n", "    condition: sel and not f\n", "    f: {G: 1}\n",
-             "- a\n", "---\n", "&a [*a]\n", "  bad indent\n", "\t\n", "'\n", "%YAML 1.1\n",
-             "!!python/object:os.system\n", "a: !!binary AAAA\n", "x: *undefined\n"]
+            [
+                "title: t\n",
+                f"id: {RULE_ID}\n",
+                "logsource: {product: windows}\n",
+                "detection:\n",
+                "    sel:\n",
+                "        F: x\n",
+                "        F|contains: [a, '*b*']\n",
+                "    condition: sel\n",
+                "    condition: sel and not f\n",
+                "    f: {G: 1}\n",
+                "- a\n",
+                "---\n",
+                "&a [*a]\n",
+                "  bad indent\n",
+                "\t\n",
+                "'\n",
+                "%YAML 1.1\n",
+                "!!python/object:os.system\n",
+                "a: !!binary AAAA\n",
+                "x: *undefined\n",
+            ]
         ),
         max_size=12,
     ).map("".join)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rules.compile import compile_rule, load_rule, regex_literals
+from rules.compile import compile_rule, regex_literals
 from rules.evaluate import Evaluator, Prefilter
 from rules.events import event_from_mapping
+from rules.parse import parse_rule as load_rule
 
 RULE_ID = "7a0c1e22-0000-4000-8000-000000000001"
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from rules.taxonomy import (
     EventSource,
@@ -19,6 +16,7 @@ from rules.taxonomy import (
     logsources_for_event,
     requirement_for,
 )
+from tests.factories import corpus_documents
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT / ".." / "shared"
@@ -119,20 +117,11 @@ UNCOVERED_LOGSOURCES: frozenset[tuple[str, str, str]] = frozenset(
 )
 
 
-def _corpus_documents() -> Iterator[dict[str, Any]]:
-    for folder in sorted(CORPUS.glob("rules*")):
-        for path in sorted(folder.rglob("*.yml")):
-            text = path.read_text(encoding="utf-8")
-            for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
-                if isinstance(doc, dict):
-                    yield doc
-
-
 @cache
 def corpus_logsources() -> Counter[tuple[str, str, str]]:
     """(product, category, service) of every corpus rule, lower-cased, with counts."""
     found: Counter[tuple[str, str, str]] = Counter()
-    for doc in _corpus_documents():
+    for doc in corpus_documents():
         logsource = doc.get("logsource")
         if isinstance(logsource, dict):
             product, category, service = (

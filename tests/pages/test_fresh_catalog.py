@@ -66,8 +66,9 @@ def _shared(model: type[Indicator] | type[Exclusion], value: str) -> str:
 PAGES: dict[str, Callable[[], str]] = {
     "home": lambda: "/",
     "rule list": lambda: "/rules/?per_page=100",
-    "rule list searched and faceted": lambda: "/rules/?q=generated&level=high&level=low"
-    "&tactic=execution&per_page=100",
+    "rule list searched and faceted": lambda: (
+        "/rules/?q=generated&level=high&level=low&tactic=execution&per_page=100"
+    ),
     "attack matrix": lambda: "/attack/",
     "tactic": lambda: "/attack/tactic/execution/",
     "technique": lambda: "/attack/technique/T1059/",

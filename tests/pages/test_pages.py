@@ -78,9 +78,7 @@ def test_rule_page_has_every_section_in_seed_order(client: Client, examples: Non
     assert "Detection rules" in html and f">{rule.logsource_label}</a>" in html
     assert '<div class="highlight">' in html  # Pygments, CSS classes only
     assert "style=" not in html  # the CSP forbids inline styles
-    assert "<script>" not in html and "<script " not in html.replace(
-        '<script src="/static/', ""
-    )
+    assert "<script>" not in html and "<script " not in html.replace('<script src="/static/', "")
     assert f'href="{reverse("catalog:rule-download", args=[rule.rule_id])}"' in html
     for link in rule.rule_indicators.select_related("indicator"):
         assert f'href="/indicators/{link.indicator_id}/"' in html
@@ -218,7 +216,7 @@ def test_attack_matrix_rolls_sub_techniques_into_their_parent(
     assert html.index("Reconnaissance") < html.index("Execution") < html.index("Impact")
     parent = Technique.objects.filter(attack_id__contains=".").first().parent_id
     expected = Rule.objects.filter(techniques__attack_id__startswith=parent).distinct().count()
-    cell = re.search(rf'{parent} · (\d+) rules?', html)
+    cell = re.search(rf"{parent} · (\d+) rules?", html)
     assert cell and int(cell.group(1)) == expected
     assert 'class="cell heat-0"' in html
     assert 'class="cell heat-0"' not in get_ok(client, "/attack/?covered=1")

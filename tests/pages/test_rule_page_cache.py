@@ -36,9 +36,7 @@ def test_a_new_import_is_shown_at_once(client: Any, examples: None, tmp_path: Pa
     assert b"Renamed by a re-import" in client.get(url).content
 
 
-def test_query_strings_and_sessions_bypass_or_split_the_cache(
-    client: Any, examples: None
-) -> None:
+def test_query_strings_and_sessions_bypass_or_split_the_cache(client: Any, examples: None) -> None:
     url = f"/rules/{WEBCLIENT}/"
     client.get(url)
     with CaptureQueriesContext(connection) as queries:

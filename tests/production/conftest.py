@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from tests.factories import isolate_site
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DISABLED = {
     item.strip()
     for item in os.environ.get("PRODUCTION_TESTS_DISABLE", "").split(",")
     if item.strip()
 }
-
 
 
 def postgres_only(reason: str) -> pytest.MarkDecorator:
@@ -31,21 +32,9 @@ def postgres_only(reason: str) -> pytest.MarkDecorator:
 
 
 @pytest.fixture(autouse=True)
-def _plain_static_storage(settings: Any) -> None:
-    """The manifest storage needs ``collectstatic`` first; tests need no hashed names."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_site(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests change the catalog behind the API's back: never reuse a cached fingerprint."""
-    from catalog import services
-
-    monkeypatch.setattr(services, "FINGERPRINT_TTL", 0.0)
-    services.forget_fingerprint()
+    isolate_site(settings, monkeypatch)
 
 
 @pytest.fixture(autouse=True)

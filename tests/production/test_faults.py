@@ -25,35 +25,39 @@ from django.db import OperationalError, connection
 from django.test import Client
 
 from tests.conftest import EXAMPLES
+from tests.factories import rule_yaml
 from tests.production.conftest import DISABLED, REPO, postgres_only
 
 RULE_ID = "0d5a2e8c-6b1f-4c3a-9e7d-2f4b8a1c5e90"
-RULE_TEMPLATE = """\
-title: Production fault test rule {version}
-id: {rule_id}
-status: test
-description: A rule whose indicators change between versions.
-author: production tests
-date: 2026-11-28
-logsource:
-    product: windows
-    category: ps_script
-detection:
-    selection:
-        ScriptBlockText|contains:
-{values}
-    condition: selection
-level: low
-"""
 VERSIONS = {
     "old": ["alpha-one", "alpha-two", "alpha-three"],
     "new": ["beta-one", "beta-two", "beta-three", "beta-four", "beta-five"],
 }
 
 
+def fault_rule(version: str, rule_id: str, values: list[str]) -> str:
+    """A rule whose ScriptBlockText indicators are ``values``."""
+    detection = [
+        "selection:",
+        "    ScriptBlockText|contains:",
+        *(f"        - '{v}'" for v in values),
+        "condition: selection",
+    ]
+    return rule_yaml(
+        title=f"Production fault test rule {version}",
+        id=rule_id,
+        status="test",
+        description="A rule whose indicators change between versions.",
+        author="production tests",
+        date="2026-11-28",
+        logsource={"product": "windows", "category": "ps_script"},
+        detection="\n".join(detection),
+        level="low",
+    )
+
+
 def rule_text(version: str, rule_id: str = RULE_ID) -> str:
-    values = "\n".join(f"            - '{v}'" for v in VERSIONS[version])
-    return RULE_TEMPLATE.format(version=version, rule_id=rule_id, values=values)
+    return fault_rule(version, rule_id, VERSIONS[version])
 
 
 def free_port() -> int:
@@ -160,13 +164,13 @@ RUNNER = textwrap.dedent(
     import django
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")
     django.setup()
-    import catalog.services as services
+    import catalog.importer as importer
     if os.environ.get("IMPORT_WITHOUT_TRANSACTION") == "1":
         class _NoTransaction:
             @staticmethod
             def atomic(*args, **kwargs):
                 return contextlib.nullcontext()
-        services.transaction = _NoTransaction
+        importer.transaction = _NoTransaction
     from django.core.management import call_command
     call_command("import_rules", "--no-progress", *sys.argv[1:])
     """
@@ -222,7 +226,10 @@ def scratch_database() -> Iterator[str]:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=REPO, env=env, check=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=300,
     )
     try:
         yield url
@@ -238,8 +245,12 @@ def run_import(url: str, paths: list[str], **popen: Any) -> subprocess.Popen[byt
         env["IMPORT_WITHOUT_TRANSACTION"] = "1"
     return subprocess.Popen(
         [sys.executable, "-c", RUNNER, *paths],
-        cwd=REPO, env=env, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
     )
 
 
@@ -249,10 +260,8 @@ def big_rule_folder(root: Path, count: int) -> Path:
     folder.mkdir()
     (folder / "changed.yml").write_text(rule_text("new"))
     for n in range(count):
-        values = "\n".join(f"            - 'bulk-{n}-{k}'" for k in range(12))
-        text = RULE_TEMPLATE.format(
-            version=f"bulk {n}", rule_id=str(uuid.UUID(int=n + 1, version=4)), values=values
-        )
+        values = [f"bulk-{n}-{k}" for k in range(12)]
+        text = fault_rule(f"bulk {n}", str(uuid.UUID(int=n + 1, version=4)), values)
         (folder / f"bulk_{n:05d}.yml").write_text(text)
     return folder
 
@@ -328,23 +337,22 @@ def test_concurrent_import_and_browsing_see_old_or_new_never_half(
     """
     from django.db import connections
 
-    import catalog.services as services
+    import catalog.importer as importer
     from catalog.services import import_rules
 
     if "atomic" in DISABLED:
+
         class _NoTransaction:
             @staticmethod
             def atomic(*args: Any, **kwargs: Any) -> Any:
                 return contextlib.nullcontext()
 
-        monkeypatch.setattr(services, "transaction", _NoTransaction)
+        monkeypatch.setattr(importer, "transaction", _NoTransaction)
 
     rule_file = tmp_path / "rule.yml"
     rule_file.write_text(rule_text("old"))
     import_rules([str(EXAMPLES / "rules"), str(rule_file)])
-    expected = {
-        version: {v.casefold() for v in values} for version, values in VERSIONS.items()
-    }
+    expected = {version: {v.casefold() for v in values} for version, values in VERSIONS.items()}
 
     stop = threading.Event()
     seen: dict[str, int] = {"old": 0, "new": 0}

@@ -39,8 +39,11 @@ def test_security_headers_present(path):
     assert csp_directives(csp).get("object-src") == ["'none'"]
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
-    assert response["Referrer-Policy"] in {"same-origin", "strict-origin-when-cross-origin",
-                                           "no-referrer"}
+    assert response["Referrer-Policy"] in {
+        "same-origin",
+        "strict-origin-when-cross-origin",
+        "no-referrer",
+    }
     # HSTS is off unless configured (it must only ever be sent over HTTPS).
     assert "Strict-Transport-Security" not in response
 
@@ -67,9 +70,7 @@ def test_hsts_when_configured(settings):
     settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     settings.SECURE_HSTS_PRELOAD = True
     response = Client().get("/", secure=True)
-    assert response["Strict-Transport-Security"] == (
-        "max-age=31536000; includeSubDomains; preload"
-    )
+    assert response["Strict-Transport-Security"] == ("max-age=31536000; includeSubDomains; preload")
     # Never over plain HTTP.
     assert "Strict-Transport-Security" not in Client().get("/")
 

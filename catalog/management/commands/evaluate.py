@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from tqdm import tqdm
 
+from catalog.management.commands._cli import add_paths_argument, progress_bar
 from catalog.sandbox import catalog_evaluator
 from rules.events import Event, EventInputError, load_events_file, parse_events
 
@@ -27,10 +27,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("paths", nargs="+", metavar="PATH")
-        parser.add_argument(
-            "--all-rules", action="store_true", help="ignore logsource scoping"
-        )
+        add_paths_argument(parser)
+        parser.add_argument("--all-rules", action="store_true", help="ignore logsource scoping")
         parser.add_argument(
             "--rule", action="append", default=[], metavar="ID", help="only this rule (repeat)"
         )
@@ -80,9 +78,8 @@ class Command(BaseCommand):
             self.stderr.write(f"error: unknown rule id(s): {', '.join(unknown)}")
             sys.exit(2)
         matches = 0
-        bar = tqdm(
-            total=len(events), unit="event", file=sys.stderr, leave=False,
-            disable=options["no_progress"] or len(events) < 200 or None,
+        bar = progress_bar(
+            total=len(events), unit="event", hidden=options["no_progress"] or len(events) < 200
         )
         for start, ids_per_event in self._match(events, evaluator, options, rule_ids):
             for offset, ids in enumerate(ids_per_event):
@@ -91,9 +88,12 @@ class Command(BaseCommand):
                     rule = evaluator.rule(rule_id)
                     self.stdout.write(
                         json.dumps(
-                            {"event": start + offset, "rule_id": rule_id,
-                             "title": rule.title if rule else "",
-                             "level": rule.level if rule else ""}
+                            {
+                                "event": start + offset,
+                                "rule_id": rule_id,
+                                "title": rule.title if rule else "",
+                                "level": rule.level if rule else "",
+                            }
                         )
                     )
             bar.update(len(ids_per_event))

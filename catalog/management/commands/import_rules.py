@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
+from catalog.management.commands._cli import add_paths_argument, progress_bar
 from catalog.services import ImportAborted, ImportReport, import_rules
 
 
@@ -18,17 +17,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("paths", nargs="+", metavar="PATH")
+        add_paths_argument(parser)
         parser.add_argument(
             "--prune", action="store_true", help="delete catalog rules not found in PATHs"
         )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bar = tqdm(
-            total=0, unit="file", desc="Importing", file=sys.stderr, leave=False,
-            disable=options["no_progress"] or None,
-        )
+        bar = progress_bar(total=0, unit="file", desc="Importing", hidden=options["no_progress"])
 
         def progress(done: int, total: int) -> None:
             if bar.total != total:

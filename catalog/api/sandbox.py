@@ -1,0 +1,219 @@
+"""``POST /api/sandbox/``: evaluate a scriptblock, one event or a list of events against the
+catalog. :class:`SandboxRequestSerializer` is both the validation and the OpenAPI schema of
+the body; its messages name the parameter at fault (``'events' is empty``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from catalog.api.errors import BODY, ErrorSerializer, ParameterError
+from catalog.sandbox import MAX_BODY_BYTES, MAX_EVENTS, run_sandbox
+from rules.events import Event, event_from_mapping, scriptblock_event
+
+MAX_RULE_IDS = 5000
+EVENT_KEYS = ("scriptblock", "event", "events")
+
+
+def _messages(text: str, *codes: str) -> dict[str, str]:
+    """One message for several DRF error codes (the parameter's name is in the text)."""
+    return dict.fromkeys(codes, text)
+
+
+class JSONStringField(serializers.CharField):
+    """A JSON string and nothing else: DRF's CharField would take ``5`` as ``"5"``. Whitespace
+    is kept (a scriptblock is evaluated as pasted); all-blank text is ``blank``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if not self.allow_blank and not data.strip():
+            self.fail("blank")
+        return str(super().to_internal_value(data))
+
+
+class JSONBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` only: DRF's BooleanField would take ``"yes"`` and ``1``."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class EventListField(serializers.ListField):
+    """``events``: checked in the order that gives the most useful message (type, empty, the
+    413 size limit, then each item, named by its index)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.DictField(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
+        if not isinstance(data, list):
+            raise serializers.ValidationError("'events' must be an array of objects")
+        if not data:
+            raise serializers.ValidationError("'events' is empty")
+        if len(data) > MAX_EVENTS:
+            raise ParameterError(
+                f"'events' has {len(data):,} items; the limit is {MAX_EVENTS:,}",
+                parameter="events",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        for index, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise serializers.ValidationError(f"'events[{index}]' is not a JSON object")
+        return data
+
+
+class SandboxRequestSerializer(serializers.Serializer):
+    """Exactly one of ``scriptblock``, ``event`` or ``events``, and evaluation options."""
+
+    scriptblock = JSONStringField(
+        required=False,
+        help_text="A PowerShell scriptblock, evaluated as the 4104 event that logs it",
+        error_messages=_messages("'scriptblock' must be a string", "invalid", "null")
+        | {"blank": "'scriptblock' is empty"},
+    )
+    event = serializers.DictField(
+        required=False,
+        allow_empty=False,
+        help_text="One event (flat fields or an evtx_dump record)",
+        error_messages=_messages("'event' must be a JSON object", "not_a_dict", "null")
+        | {"empty": "'event' is empty"},
+    )
+    events = EventListField(
+        required=False, help_text=f"Up to {MAX_EVENTS:,} events, evaluated in order"
+    )
+    all_rules = JSONBooleanField(
+        required=False,
+        default=False,
+        help_text="Evaluate every rule, not only those whose logsource fits the event",
+        error_messages=_messages("'all_rules' must be true or false", "invalid", "null"),
+    )
+    rule_ids = serializers.ListField(
+        child=JSONStringField(
+            allow_blank=True,
+            error_messages=_messages(
+                "'rule_ids' must be an array of rule id strings", "invalid", "null"
+            ),
+        ),
+        required=False,
+        allow_null=True,
+        max_length=MAX_RULE_IDS,
+        help_text="Evaluate only these rules (Sigma ids)",
+        error_messages=_messages(
+            "'rule_ids' must be an array of rule id strings", "not_a_list", "max_length"
+        ),
+    )
+    explain = JSONBooleanField(
+        required=False,
+        default=True,
+        help_text="Explain each match (identifiers, predicates, spans, near misses)",
+        error_messages=_messages("'explain' must be true or false", "invalid", "null"),
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # Checked before the fields, as a whole-body error: which input was given at all.
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError({BODY: ["the body must be a JSON object"]})
+        if sum(key in data for key in EVENT_KEYS) != 1:
+            raise serializers.ValidationError(
+                {BODY: ["give exactly one of 'scriptblock', 'event' or 'events'"]}
+            )
+        return dict(super().to_internal_value(data))
+
+    def events_to_evaluate(self) -> list[Event]:
+        """The validated input as events."""
+        data = self.validated_data
+        if "scriptblock" in data:
+            return [scriptblock_event(data["scriptblock"])]
+        if "event" in data:
+            return [event_from_mapping(data["event"])]
+        return [event_from_mapping(item, index=i) for i, item in enumerate(data["events"])]
+
+
+class SandboxJSONParser(JSONParser):
+    """JSON bodies; syntax errors (and nesting too deep for the decoder) are a 400 that
+    names the body."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except ParseError as exc:
+            raise ParseError(f"invalid JSON: {exc.detail}") from None
+        except RecursionError:
+            raise ParseError("invalid JSON: nested too deeply") from None
+
+
+class SandboxThrottle(ScopedRateThrottle):
+    """Per-client limit (``DEFAULT_THROTTLE_RATES['sandbox']``); 429 with Retry-After."""
+
+    scope_attr = "throttle_scope"
+
+
+_RESULT_SCHEMA = inline_serializer(
+    "SandboxResult",
+    {
+        "events": serializers.ListField(child=serializers.DictField()),
+        "summary": serializers.DictField(),
+    },
+)
+
+
+class SandboxAPIView(APIView):
+    """Evaluate a scriptblock, one event or a list of events against the catalog."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []  # no session: no CSRF for this public endpoint
+    parser_classes = [SandboxJSONParser]
+    throttle_classes = [SandboxThrottle]
+    throttle_scope = "sandbox"
+
+    @extend_schema(
+        request=SandboxRequestSerializer,
+        responses={
+            200: _RESULT_SCHEMA,
+            400: ErrorSerializer,
+            413: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+        examples=[
+            OpenApiExample(
+                "Scriptblock",
+                value={"scriptblock": "Test-NetConnection -ComputerName example.org -port 8088 "},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise ParameterError(
+                f"the body is over {MAX_BODY_BYTES:,} bytes",
+                parameter=BODY,
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        payload = SandboxRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        options = payload.validated_data
+        run = run_sandbox(
+            payload.events_to_evaluate(),
+            all_rules=options["all_rules"],
+            rule_ids=options.get("rule_ids"),
+            explain=options["explain"],
+        )
+        return Response(run.to_dict())
