@@ -23,19 +23,8 @@ from rules.model import Exclusion, Indicator, Predicate, Stage
 # The modifier that decides how a value is compared; everything else transforms the value.
 # (``neq`` is not in the catalog's list: ``Field|neq: x`` has kind ``equals|neq``.)
 OPERATOR_MODIFIERS = frozenset(
-    [
-        "contains",
-        "startswith",
-        "endswith",
-        "re",
-        "cidr",
-        "gt",
-        "gte",
-        "lt",
-        "lte",
-        "exists",
-        "fieldref",
-    ]
+    ("contains", "startswith", "endswith", "re", "cidr", "gt", "gte", "lt", "lte")
+    + ("exists", "fieldref")
 )
 
 

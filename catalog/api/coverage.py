@@ -142,6 +142,9 @@ def navigator_layer(
     Techniques v19 does not have (retired or unknown ids) cannot be placed on the matrix and
     are listed in the layer's metadata instead. ``rules_url`` (absolute, with the filters
     as a query string ending in ``&`` or ``?``) links each technique to its rules.
+
+    Long because it is the layer format itself, field by field, in the order Navigator's
+    schema documents them; splitting it would scatter one document over several functions.
     """
     entries = []
     off_matrix = []
