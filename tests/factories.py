@@ -64,6 +64,17 @@ def rule_yaml(*, extra: str = "", **fields: Any) -> str:
     return "\n".join(lines) + "\n" + extra
 
 
+def rule_document_yaml(detection: Mapping[str, Any], **fields: Any) -> str:
+    """A rule's text from Python values: ``fields`` (in order) then ``detection``, as YAML.
+
+    For engine tests whose detections are data (lists, numbers, nulls) rather than text;
+    ``rule_yaml`` is the text-first builder. Keys whose value is ``None`` are left out.
+    """
+    document = {key: value for key, value in fields.items() if value is not None}
+    document["detection"] = dict(detection)
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
 def write_rule_files(folder: Path, texts: Mapping[str, str]) -> Path:
     """Write ``{file name: rule text}`` into ``folder`` (created if missing); return it."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 from sigma.rule import SigmaRule
 
 from rules.compile import CompiledRule, compile_rule
@@ -19,6 +18,7 @@ from rules.evaluate import Evaluator, EventResult
 from rules.events import Event, event_from_mapping
 from rules.model import LogSource, ParsedRule
 from rules.parse import parse_rule as load_rule
+from tests.factories import rule_document_yaml
 
 RULE_ID = "5d1f3c3e-0000-4000-8000-000000000001"
 PROC = {"product": "windows", "category": "process_creation"}
@@ -32,15 +32,16 @@ def make_rule(
     rule_id: str = RULE_ID,
     title: str = "Inline test rule",
 ) -> ParsedRule:
-    doc = {
-        "title": title,
-        "id": rule_id,
-        "status": "test",
-        "level": "medium",
-        "logsource": logsource or PROC,
-        "detection": detection,
-    }
-    return load_rule(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return load_rule(
+        rule_document_yaml(
+            detection,
+            title=title,
+            id=rule_id,
+            status="test",
+            level="medium",
+            logsource=logsource or PROC,
+        )
+    )
 
 
 def evaluate(

@@ -21,6 +21,7 @@ from rules.errors import (
 )
 from rules.model import LogSource, Related, Tag
 from rules.parse import MAX_RULE_BYTES, parse_rule
+from tests.factories import rule_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_ID = "0b4c1d6e-7f8a-4b9c-8d0e-1f2a3b4c5d6e"
@@ -64,11 +65,8 @@ FULL_RULE = textwrap.dedent(
 
 
 def minimal_rule(detection: str = "sel:\n    F: x\ncondition: sel", extra: str = "") -> str:
-    return (
-        f"title: t\nid: {RULE_ID}\nlogsource:\n    product: windows\n{extra}detection:\n"
-        + textwrap.indent(detection, "    ")
-        + "\n"
-    )
+    head = rule_yaml(title="t", id=RULE_ID, logsource={"product": "windows"})
+    return head + extra + rule_yaml(detection=detection)
 
 
 def test_metadata_of_a_full_rule():

@@ -14,18 +14,14 @@ from rules.compile import compile_rule, regex_literals
 from rules.evaluate import Evaluator, Prefilter
 from rules.events import event_from_mapping
 from rules.parse import parse_rule as load_rule
+from tests.factories import WINDOWS_PROCESS_CREATION, rule_document_yaml
 
 RULE_ID = "7a0c1e22-0000-4000-8000-000000000001"
 
 
 def compiled(detection: dict[str, Any], rule_id: str = RULE_ID) -> Any:
-    doc = {
-        "title": "t",
-        "id": rule_id,
-        "logsource": {"product": "windows", "category": "process_creation"},
-        "detection": detection,
-    }
-    return compile_rule(load_rule(yaml.safe_dump(doc, allow_unicode=True)))
+    text = rule_document_yaml(detection, title="t", id=rule_id, logsource=WINDOWS_PROCESS_CREATION)
+    return compile_rule(load_rule(text))
 
 
 def literals(detection: dict[str, Any]) -> frozenset[str] | None:
