@@ -5,6 +5,8 @@
 3. A re-import with nothing changed.
 
 Prints both ratios against (1). Targets: full import <= 0.8x, unchanged re-import <= 0.25x.
+4. Releases (``../shared/corpus/releases``): r2026-04-01 on top of r2026-01-01 against the same
+   archive into an empty database (target <= 1.2x), and the changes API's median (< 50 ms).
 
     .venv/bin/python bench/bench_import.py [--corpus ../shared/corpus/sigmahq] [--pg URL]
 
@@ -79,6 +81,7 @@ def main() -> int:
             report = import_rules([str(d) for d in dirs], trigger="bench")
             unchanged = min(unchanged, time.perf_counter() - start)
             assert report.unchanged == len(files), report.summary()
+        releases = _bench_releases(Path(args.corpus).parent / "releases", args.repeat)
         from django.db import connections
 
         connections.close_all()
@@ -97,7 +100,58 @@ def main() -> int:
         f"{unchanged / baseline:5.2f}x (target <= 0.25x) "
         f"{'OK' if unchanged / baseline <= 0.25 else 'MISSED'}"
     )
+    if releases:
+        plain, on_top, api_ms = releases
+        print(f"r2026-04-01 into an empty database {plain:8.2f} s")
+        print(
+            f"r2026-04-01 on top of r2026-01-01 {on_top:8.2f} s   ratio {on_top / plain:5.2f}x "
+            f"(target <= 1.20x) {'OK' if on_top / plain <= 1.2 else 'MISSED'}"
+        )
+        print(
+            f"changes API, median             {api_ms:8.1f} ms  (target < 50 ms) "
+            f"{'OK' if api_ms < 50 else 'MISSED'}"
+        )
     return 0
+
+
+def _bench_releases(folder: Path, repeat: int) -> tuple[float, float, float] | None:
+    """A release imported on top of the previous one vs into an empty database, and the
+    changes API's median answer time (the two release archives of ../shared/corpus/releases)."""
+    first, second = (folder / f"sigma_all_rules-{n}.zip" for n in ("r2026-01-01", "r2026-04-01"))
+    if not (first.is_file() and second.is_file()):
+        return None
+    import statistics
+
+    from django.test import Client
+
+    from catalog.models import Release, Rule, RuleRevision
+    from catalog.releases import ReleaseSpec
+    from catalog.services import import_rules
+
+    def empty() -> None:
+        Rule.objects.all().delete()
+        RuleRevision.objects.all().delete()
+        Release.objects.all().delete()
+
+    plain = on_top = float("inf")
+    for _ in range(repeat):
+        empty()
+        start = time.perf_counter()
+        import_rules([str(second)], trigger="bench", release=ReleaseSpec(name="r2026-04-01"))
+        plain = min(plain, time.perf_counter() - start)
+        empty()
+        import_rules([str(first)], trigger="bench", release=ReleaseSpec(name="r2026-01-01"))
+        start = time.perf_counter()
+        import_rules([str(second)], trigger="bench", release=ReleaseSpec(name="r2026-04-01"))
+        on_top = min(on_top, time.perf_counter() - start)
+    client = Client()
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        response = client.get("/api/releases/r2026-04-01/changes/")
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    return plain, on_top, statistics.median(times)
 
 
 if __name__ == "__main__":

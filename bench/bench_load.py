@@ -1,17 +1,23 @@
-"""Load benchmark: the production server (gunicorn, DEBUG=0) under concurrent load.
+"""Load benchmark: gunicorn, granian and uvicorn serving the site (DEBUG=0), in one run.
 
-Starts gunicorn with ``catalog/gunicorn.conf.py`` on a free loopback port (DEBUG=0, hashed
-static files collected into a temporary STATIC_ROOT, SANDBOX_PRELOAD=1, the sandbox throttle
-raised), against a PostgreSQL database holding the full SigmaHQ corpus (created and imported
-if empty), then drives each endpoint from a second process: ``wrk`` when installed, else a
-Python load generator (threads + keep-alive http.client). A static file served by the same
-server in the same run is the baseline: each endpoint's throughput is printed as a ratio of it.
+Each server is started the way ``scripts/prod.sh`` starts it (``scripts/run_web.sh`` with
+``WEB_SERVER=...``) on a free loopback port: DEBUG=0, hashed static files collected into a
+temporary STATIC_ROOT served by whitenoise, SANDBOX_PRELOAD=1, the rate throttles disabled,
+against a PostgreSQL database holding the full SigmaHQ corpus (created and imported if empty).
+Each endpoint is then driven from a second process: ``wrk`` when installed, else a Python
+load generator (threads + keep-alive http.client). The static file served by the same server
+in the same run is the baseline for the throughput ratio. Last, ``/healthz`` is measured while
+``--heavy`` clients post large sandbox bodies back to back.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/prod_bench \\
-        .venv/bin/python bench/bench_load.py [--duration 10] [--connections 50] [--python]
+        .venv/bin/python bench/bench_load.py [--servers granian,gunicorn,uvicorn] \\
+        [--duration 10] [--connections 50] [--heavy 8] [--python] [--strict]
 
-Targets: no socket errors, no 5xx and no non-2xx, and the rule page p99 under 100 ms at 50
-connections. Exits 1 when a target is missed with --strict. Stops the server on exit.
+Targets (printed as met/missed per server): rule page p99 < 50 ms and >= 0.9x the static
+file's req/s; rule list ``?q=`` and indicator API p99 < 150 ms; sandbox API (one scriptblock)
+p99 < 300 ms; ``/healthz`` p99 < 100 ms under the heavy load; 0 socket errors and 0 non-2xx
+on every measured endpoint. The load average is printed before and after. With --strict,
+exits 1 when the shipped server (the first of --servers) misses a target.
 """
 
 from __future__ import annotations
@@ -44,10 +50,13 @@ SEED_RULE = "adf876b3-f1f8-4aa9-a4e4-a64106feec06"
 SANDBOX_BODY = json.dumps(
     {"scriptblock": "Test-NetConnection -ComputerName example.org -port 8088 "}
 )
+STATIC = "static file (baseline)"
+RULE_PAGE = "rule page"
+HEALTHZ = "/healthz under heavy load"
 # (label, method, path, body)
 ENDPOINTS: list[tuple[str, str, str, str | None]] = [
-    ("static file (baseline)", "GET", "/static/css/site.css", None),
-    ("rule page", "GET", f"/rules/{SEED_RULE}/", None),
+    (STATIC, "GET", "/static/css/site.css", None),
+    (RULE_PAGE, "GET", f"/rules/{SEED_RULE}/", None),
     ("rule list ?q=powershell", "GET", "/rules/?q=powershell", None),
     (
         "indicator API lookup",
@@ -57,7 +66,36 @@ ENDPOINTS: list[tuple[str, str, str, str | None]] = [
     ),
     ("sandbox API POST", "POST", "/api/sandbox/", SANDBOX_BODY),
 ]
-RULE_PAGE_P99_TARGET_MS = 100.0
+# label -> p99 target in ms (the issue's table).
+P99_TARGETS_MS = {
+    RULE_PAGE: 50.0,
+    "rule list ?q=powershell": 150.0,
+    "indicator API lookup": 150.0,
+    "sandbox API POST": 300.0,
+    HEALTHZ: 100.0,
+}
+RULE_PAGE_MIN_RATIO = 0.9
+SERVERS = ["granian", "gunicorn", "uvicorn"]
+
+
+def heavy_body() -> bytes:
+    """About 1.5 MB of process-creation events full of catalog literals: the kind of body
+    that took 12-41 s per request before the sandbox bounded its work (finding 4)."""
+    line = (
+        "powershell.exe -nop -w hidden -enc JAB mimikatz sekurlsa::logonpasswords "
+        "Invoke-Expression DownloadString http://example.org/a.ps1 rundll32 comsvcs.dll "
+        "MiniDump vssadmin delete shadows /all /quiet certutil -urlcache -split -f "
+    )
+    events = [
+        {
+            "EventID": 1,
+            "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            "ParentImage": "C:\\Windows\\System32\\cmd.exe",
+            "CommandLine": f"{line} {i}",
+        }
+        for i in range(4000)
+    ]
+    return json.dumps({"events": events}).encode()
 
 
 @dataclass
@@ -108,20 +146,20 @@ def prepare_database(env: dict[str, str], url: str) -> int:
     return int(count)
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    log = open(env["BENCH_SERVER_LOG"], "wb")  # noqa: SIM115 - closed with the process
+def start_server(env: dict[str, str], port: int, name: str) -> subprocess.Popen[bytes]:
+    log = open(env["BENCH_SERVER_LOG"], "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [str(Path(PYTHON).with_name("gunicorn")), "catalog.wsgi", "-c", "catalog/gunicorn.conf.py"],
+        ["bash", "scripts/run_web.sh"],
         cwd=REPO,
-        env=env,
+        env={**env, "WEB_SERVER": name},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"gunicorn exited with {proc.returncode}; see {env['BENCH_SERVER_LOG']}")
+            sys.exit(f"{name} exited with {proc.returncode}; see {env['BENCH_SERVER_LOG']}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 if r.status == 200:
@@ -129,18 +167,21 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         except OSError:
             time.sleep(0.3)
     stop_server(proc)
-    sys.exit("gunicorn did not answer /healthz within 120 s")
+    sys.exit(f"{name} did not answer /healthz within 180 s")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group (master and workers), SIGKILL after 30 s."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)  # gunicorn's graceful shutdown of master and workers
     try:
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
 
 
 # -- wrk -----------------------------------------------------------------------------------------
@@ -316,31 +357,173 @@ def run_python_subprocess(args: argparse.Namespace, port: int, endpoint: tuple[A
 # -- main ----------------------------------------------------------------------------------------
 
 
-def report(results: list[Result], connections: int, duration: int) -> list[str]:
+class HeavyLoad:
+    """``clients`` threads posting the heavy body back to back until stopped; a refused one
+    (503/429, the per-process heavy limit) retries after its Retry-After, at most 2 s."""
+
+    def __init__(self, port: int, clients: int) -> None:
+        self.port, self.body = port, heavy_body()
+        self.stop = threading.Event()
+        self.statuses: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
+
+    def run(self) -> None:
+        headers = {"Content-Type": "application/json"}
+        while not self.stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            wait = 0.0
+            try:
+                conn.request("POST", "/api/sandbox/", body=self.body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                key = str(response.status)
+                retry_after = response.getheader("Retry-After") or "0"
+                wait = min(2.0, float(retry_after)) if retry_after.isdigit() else 0.0
+            except (OSError, http.client.HTTPException):
+                key, wait = "error", 0.5
+            finally:
+                conn.close()
+            with self.lock:
+                self.statuses[key] = self.statuses.get(key, 0) + 1
+            # Refused (busy): come back when told to, at most 2 s later, as a script would.
+            self.stop.wait(wait)
+
+    def __enter__(self) -> HeavyLoad:
+        for thread in self.threads:
+            thread.start()
+        time.sleep(1.0)  # let every heavy request reach the server first
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=150)
+
+
+def measure(args: argparse.Namespace, port: int, endpoint: tuple[Any, ...], tmp: Path) -> Result:
+    label, method, path, body = endpoint
+    base = f"http://127.0.0.1:{port}"
+    # Warm up (caches, compiled sandbox, connections) outside the measurement.
+    for _ in range(5):
+        request = urllib.request.Request(
+            base + path,
+            data=body.encode() if body else None,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+    if args.use_wrk:
+        return run_wrk(
+            base, label, method, path, body, args.duration, args.connections, args.threads, tmp
+        )
+    return run_python_subprocess(args, port, endpoint)
+
+
+def bench_server(
+    args: argparse.Namespace, env: dict[str, str], name: str, tmp: Path
+) -> tuple[list[Result], dict[str, int]]:
+    """Every endpoint, then /healthz under heavy load, on one freshly started server."""
+    port = free_port()
+    server_env = {**env, "BIND": f"127.0.0.1:{port}"}
+    proc = start_server(server_env, port, name)
+    results: list[Result] = []
+    try:
+        print(f"{name} on 127.0.0.1:{port} (pid {proc.pid})", flush=True)
+        for endpoint in ENDPOINTS:
+            if args.only and args.only not in endpoint[0] and endpoint[0] != STATIC:
+                continue
+            result = measure(args, port, endpoint, tmp)
+            results.append(result)
+            print(
+                f"  {result.label}: {result.rps:.1f} req/s, p99 {result.p99_ms:.1f} ms", flush=True
+            )
+        heavy_statuses: dict[str, int] = {}
+        if not args.only or args.only in HEALTHZ:
+            with HeavyLoad(port, args.heavy) as heavy:
+                result = measure(args, port, (HEALTHZ, "GET", "/healthz", None), tmp)
+            results.append(result)
+            heavy_statuses = heavy.statuses
+            print(f"  {result.label}: p99 {result.p99_ms:.1f} ms; heavy: {heavy_statuses}")
+    finally:
+        stop_server(proc)
+    return results, heavy_statuses
+
+
+def report(name: str, results: list[Result], args: argparse.Namespace) -> list[str]:
     baseline = results[0].rps or 1.0
     lines = [
-        f"{len(results)} endpoints, {connections} connections, {duration} s each "
+        f"== {name}: {args.connections} connections, {args.duration} s per endpoint "
         f"(tool: {results[0].tool}); ratio = req/s / static file req/s",
-        f"{'endpoint':<26} {'req/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'endpoint':<27} {'req/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'requests':>9} {'non-2xx':>8} {'5xx':>5} {'sock err':>8}  statuses",
     ]
     for r in results:
         statuses = ",".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
         lines.append(
-            f"{r.label:<26} {r.rps:>9.1f} {r.rps / baseline:>6.3f} {r.p50_ms:>8.1f} "
+            f"{r.label:<27} {r.rps:>9.1f} {r.rps / baseline:>6.3f} {r.p50_ms:>8.1f} "
             f"{r.p99_ms:>8.1f} {r.requests:>9} {r.non_2xx:>8} {r.status_5xx:>5} "
             f"{r.socket_errors:>8}  {statuses}"
         )
     return lines
 
 
+def targets(results: list[Result]) -> list[tuple[str, bool]]:
+    """(description, met) for every target of the issue's table."""
+    by_label = {r.label: r for r in results}
+    out = []
+    if RULE_PAGE in by_label:
+        ratio = by_label[RULE_PAGE].rps / (by_label[STATIC].rps or 1.0)
+        out.append((f"rule page >= {RULE_PAGE_MIN_RATIO}x static req/s ({ratio:.2f}x)",
+                    ratio >= RULE_PAGE_MIN_RATIO))  # fmt: skip
+    for label, limit in P99_TARGETS_MS.items():
+        if label not in by_label:
+            continue  # --only
+        p99 = by_label[label].p99_ms
+        out.append((f"{label} p99 < {limit:.0f} ms ({p99:.1f} ms)", p99 < limit))
+    bad = {r.label: r.non_2xx + r.socket_errors for r in results if r.non_2xx or r.socket_errors}
+    out.append((f"0 errors and 0 non-2xx ({bad or 'none'})", not bad))
+    return out
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} cores)"
+
+
+def server_env(url: str, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(
+        DATABASE_URL=url,
+        DEBUG="0",
+        STATIC_MANIFEST="1",
+        STATIC_ROOT=str(tmp / "static"),
+        CACHE_DIR=str(tmp / "cache"),
+        SANDBOX_PRELOAD="1",
+        # Rate throttles off for the run (the targets count every non-2xx); the per-process
+        # heavy-work limit stays as shipped unless set in the environment.
+        SANDBOX_THROTTLE=os.environ.get("SANDBOX_THROTTLE", "100000000/min"),
+        # The heavy clients stand for 8 people, not one: the per-client cap would refuse 6.
+        HEAVY_PER_CLIENT=os.environ.get("HEAVY_PER_CLIENT", "1000"),
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        ACCESS_LOG="",
+        LOG_LEVEL="ERROR",
+        BENCH_SERVER_LOG=str(tmp / "server.log"),
+    )
+    return env
+
+
 # Long on purpose: one benchmark run, its phases in the order they print.
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default=",".join(SERVERS), help="first = the shipped one")
     parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--heavy", type=int, default=8, help="heavy sandbox clients")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--python", action="store_true", help="use the Python generator")
+    parser.add_argument("--only", help="tuning: measure only endpoints whose label has this")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -363,87 +546,40 @@ def main() -> int:
     url = os.environ.get("DATABASE_URL", DEFAULT_URL)
     if not url.startswith(("postgres://", "postgresql://")):
         sys.exit("bench_load needs PostgreSQL: set DATABASE_URL=postgres://...")
-    use_wrk = shutil.which("wrk") is not None and not args.python
-    port = free_port()
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if unknown := set(servers) - set(SERVERS):
+        sys.exit(f"unknown servers {sorted(unknown)}; choose from {SERVERS}")
+    args.use_wrk = shutil.which("wrk") is not None and not args.python
     tmp = Path(tempfile.mkdtemp(prefix="bench_load_"))
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(
-        DATABASE_URL=url,
-        DEBUG="0",
-        STATIC_MANIFEST="1",
-        STATIC_ROOT=str(tmp / "static"),
-        SANDBOX_PRELOAD="1",
-        SANDBOX_THROTTLE=os.environ.get("SANDBOX_THROTTLE", "100000000/min"),
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        BIND=f"127.0.0.1:{port}",
-        ACCESS_LOG="/dev/null",
-        LOG_LEVEL="ERROR",
-        BENCH_SERVER_LOG=str(tmp / "server.log"),
-    )
-    rules = prepare_database(env, url)
-    manage(env, "collectstatic", "--noinput", "-v0")
-    proc = start_server(env, port)
-    results: list[Result] = []
+    env = server_env(url, tmp)
     try:
-        base = f"http://127.0.0.1:{port}"
+        rules = prepare_database(env, url)
+        manage(env, "collectstatic", "--noinput", "-v0")
         print(
-            f"gunicorn on {base} (pid {proc.pid}), {rules} rules, "
-            f"load generator: {'wrk' if use_wrk else 'python'}",
+            f"{rules} rules; load generator: {'wrk' if args.use_wrk else 'python'}; "
+            f"load average before: {load_average()}",
             flush=True,
         )
-        for endpoint in ENDPOINTS:
-            label, method, path, body = endpoint
-            # Warm up (caches, compiled sandbox, connections) outside the measurement.
-            for _ in range(5):
-                request = urllib.request.Request(
-                    base + path,
-                    data=body.encode() if body else None,
-                    method=method,
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-            if use_wrk:
-                result = run_wrk(
-                    base,
-                    label,
-                    method,
-                    path,
-                    body,
-                    args.duration,
-                    args.connections,
-                    args.threads,
-                    tmp,
-                )
-            else:
-                result = run_python_subprocess(args, port, endpoint)
-            results.append(result)
-            print(f"  {label}: {result.rps:.1f} req/s, p99 {result.p99_ms:.1f} ms", flush=True)
+        runs = {name: bench_server(args, env, name, tmp) for name in servers}
+        log = (tmp / "server.log").read_text(errors="replace")
     finally:
-        stop_server(proc)
-    server_log = (tmp / "server.log").read_text(errors="replace")
-    tracebacks = server_log.count("Traceback")
-    shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    lines = report(results, args.connections, args.duration)
-    print("\n".join(lines))
-    rule_page = next(r for r in results if r.label == "rule page")
-    misses = []
-    for r in results:
-        if r.socket_errors or r.non_2xx or r.status_5xx:
-            misses.append(
-                f"{r.label}: {r.non_2xx} non-2xx, {r.status_5xx} 5xx, "
-                f"{r.socket_errors} socket errors"
-            )
-    if rule_page.p99_ms >= RULE_PAGE_P99_TARGET_MS:
-        misses.append(
-            f"rule page p99 {rule_page.p99_ms:.1f} ms >= {RULE_PAGE_P99_TARGET_MS:.0f} ms"
-        )
-    if tracebacks:
-        misses.append(f"{tracebacks} tracebacks in the server log")
-    print("targets: " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
-    return 1 if misses and args.strict else 0
+    print(f"\nload average after: {load_average()}")
+    verdicts: dict[str, list[tuple[str, bool]]] = {}
+    for name, (results, heavy) in runs.items():
+        print("\n".join(report(name, results, args)))
+        print(f"heavy sandbox requests during /healthz (status: count): {heavy}")
+        verdicts[name] = targets(results)
+        for text, met in verdicts[name]:
+            print(f"  {'met   ' if met else 'MISSED'}  {text}")
+    if tracebacks := log.count("Traceback"):
+        print(f"{tracebacks} tracebacks in the server logs")
+    print("\nsummary: " + "; ".join(
+        f"{name} {sum(met for _, met in v)}/{len(v)} targets met" for name, v in verdicts.items()
+    ))  # fmt: skip
+    shipped = verdicts[servers[0]]
+    return 1 if args.strict and (tracebacks or not all(met for _, met in shipped)) else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Staff-only admin: browse the catalog and upload a rules archive to import."""
+"""Staff-only admin: browse the catalog and upload a rules archive to import (as a job)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from catalog.jobs.models import Job
+from catalog.jobs.services import create_job
 from catalog.models import Exclusion, ImportRun, Indicator, Rule, Tactic, Tag, Technique
-from catalog.services import ImportAborted, ImportReport
-from catalog.uploads import import_upload, is_rule_upload
+from catalog.uploads import is_rule_upload
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,30 +93,31 @@ class ImportRunAdmin(ReadOnlyAdmin):
         ]
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
+        """The form enqueues an import job and sends the user to its progress page: the
+        request never imports (nor forks a parser pool)."""
         if not request.user.is_staff:
             raise PermissionDenied
         form = RuleUploadForm(request.POST or None, request.FILES or None)
-        report = None
         if request.method == "POST" and form.is_valid():
-            report = _import_upload(form.cleaned_data["archive"], form.cleaned_data["prune"])
-            if report is None:
-                messages.error(request, "The import failed; the catalog is unchanged.")
-                return HttpResponseRedirect(reverse("admin:catalog_importrun_changelist"))
-            level = messages.WARNING if report.failed else messages.SUCCESS
-            messages.add_message(request, level, f"Import finished: {report.summary()}")
+            job = create_job(
+                Job.Kind.IMPORT,
+                form.cleaned_data["archive"],
+                user=request.user,
+                options={"prune": form.cleaned_data["prune"], "trigger": "admin"},
+            )
+            messages.info(request, "Import queued: this page shows its progress and report.")
+            return HttpResponseRedirect(reverse("jobs:job-detail", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
             "title": "Import Sigma rules",
             "form": form,
-            "report": report,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/catalog/importrun/upload.html", context)
 
 
-def _import_upload(upload: Any, prune: bool) -> ImportReport | None:
-    """The import's report, or None when it was aborted (the catalog is then unchanged)."""
-    try:
-        return import_upload(upload, prune=prune, trigger="admin")
-    except ImportAborted:
-        return None
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "status", "upload_name", "created_by", "message"]
+    list_filter = ["kind", "status"]
+    exclude = ["result"]

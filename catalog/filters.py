@@ -6,6 +6,7 @@ falls back to case-insensitive substring matching over the same text.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import django_filters
@@ -92,10 +93,33 @@ class RuleFilterSet(django_filters.FilterSet):
         return _across(queryset, Q(tags__namespace=value.strip().lower()))
 
     def filter_indicator(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
-        return _across(queryset, Q(rule_indicators__indicator_id=value))
+        pk = row_id(value)
+        if pk is None:
+            return queryset.none()
+        return _across(queryset, Q(rule_indicators__indicator_id=pk))
 
     def filter_exclusion(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
-        return _across(queryset, Q(rule_exclusions__exclusion_id=value))
+        pk = row_id(value)
+        if pk is None:
+            return queryset.none()
+        return _across(queryset, Q(rule_exclusions__exclusion_id=pk))
+
+
+MAX_ROW_ID = 2**63 - 1
+
+
+def row_id(value: Any) -> int | None:
+    """A filter value as a row id, or ``None`` when no row can have it (fractional, negative,
+    or past the database's 64-bit integers, which would overflow the query: finding 7)."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    if not 0 < number <= MAX_ROW_ID:
+        return None
+    return int(number)
 
 
 def _across(queryset: QuerySet[Rule], condition: Q) -> QuerySet[Rule]:

@@ -67,6 +67,23 @@ class ImportPlan:
     new: list[NewRule] = field(default_factory=list)
     changed: list[ChangedRule] = field(default_factory=list)
     seen_ids: set[str] = field(default_factory=set)
+    # Files present but failed (no longer parse, unstorable): ``--prune`` keeps the rules they
+    # held, found by stored path and by the id the text still declares (finding 8).
+    failed_paths: set[str] = field(default_factory=set)
+    failed_ids: set[str] = field(default_factory=set)
+
+    def keep_failed(self, catalog_path: str, data: bytes) -> None:
+        """Remember a present file that failed, so pruning never deletes its rule."""
+        self.failed_paths.add(catalog_path)
+        self.failed_ids.update(declared_ids(data))
+
+
+_DECLARED_ID = re.compile(rb"^id:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
+
+
+def declared_ids(data: bytes) -> set[str]:
+    """The top-level ``id:`` values a rule file's text declares, even when it does not parse."""
+    return {m.group(1).decode("utf-8", "replace") for m in _DECLARED_ID.finditer(data[: 1 << 20])}
 
 
 def rule_set_for(path: str) -> str:
@@ -101,7 +118,9 @@ def write_plan(
     if written:
         _write_children(written, pk_by_id)
     if prune:
-        stale = Rule.objects.exclude(rule_id__in=plan.seen_ids)
+        stale = Rule.objects.exclude(rule_id__in=plan.seen_ids | plan.failed_ids).exclude(
+            source_path__in=plan.failed_paths
+        )
         report.pruned = stale.count()
         if report.pruned:
             _delete_children(list(stale.values_list("pk", flat=True)))

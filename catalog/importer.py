@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from catalog.import_rows import (
     write_plan,
 )
 from catalog.models import ImportRun, Indicator, Rule
+from catalog.releases import ReleaseSpec, ReleaseSummary, record_release, resolve_release
 from catalog.sources import Refusal, SourceFile, collect
 from rules.errors import RuleError
 from rules.model import ParsedRule
@@ -79,10 +81,16 @@ class ImportReport:
     pruned: int = 0
     errors: list[FileError] = field(default_factory=list)
     seconds: float = 0.0
+    release: ReleaseSummary | None = None  # what the import changed in its release
 
     @property
     def failed(self) -> int:
         return len(self.errors)
+
+    @property
+    def all_failed(self) -> bool:
+        """Files were refused and none imported: a failed import, not a success."""
+        return bool(self.errors) and not (self.created or self.updated or self.unchanged)
 
     def summary(self) -> str:
         return (
@@ -111,11 +119,13 @@ def import_rules(
     trigger: str = "command",
     progress: Progress | None = None,
     rule_set: str | None = None,
+    release: ReleaseSpec | None = None,
 ) -> ImportReport:
     """Import rule files from ``paths`` (directories, files, archives); upsert by rule id.
 
     ``rule_set`` names the set the rules belong to; by default it is derived from each path
-    (``rules-emerging-threats/...`` -> ``rules-emerging-threats``).
+    (``rules-emerging-threats/...`` -> ``rules-emerging-threats``). ``release`` names the
+    release the import is recorded as (:mod:`catalog.releases`; by default, the date).
     """
     started = time.perf_counter()
     _close_interrupted_runs()
@@ -127,15 +137,20 @@ def import_rules(
         if prune and (not files or any(r.code in _UNREADABLE_ROOT for r in refusals)):
             # A typo in a path must not empty the catalog.
             raise ValueError("refusing to prune: a path was missing, unreadable or empty")
+        target = resolve_release(paths, release, prune=prune)
         plan = _plan(files, report, progress)
         with transaction.atomic():
             write_plan(plan, report, prune=prune, rule_set=rule_set)
+            report.release = record_release(target, plan)
     except Exception as exc:
         report.seconds = time.perf_counter() - started
         _finish(run, report, ImportRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
         raise ImportAborted(f"import failed, catalog unchanged: {exc}", report) from exc
     report.seconds = time.perf_counter() - started
-    _finish(run, report, ImportRun.Status.SUCCEEDED, report.summary())
+    if report.all_failed:
+        _finish(run, report, ImportRun.Status.FAILED, f"every file failed: {report.summary()}")
+    else:
+        _finish(run, report, ImportRun.Status.SUCCEEDED, report.summary())
     if report.created or report.updated or report.pruned:
         vacuum()
     return report
@@ -199,6 +214,7 @@ def _plan(files: list[SourceFile], report: ImportReport, progress: Progress | No
         outcome = parsed_at.get(index)
         if isinstance(outcome, RuleError):
             report.errors.append(FileError(source.path, str(outcome), outcome.code))
+            plan.keep_failed(source.catalog_path, source.data)
             continue
         rule_id = by_hash[digest] if outcome is None else outcome.id
         if rule_id in plan.seen_ids:
@@ -208,6 +224,7 @@ def _plan(files: list[SourceFile], report: ImportReport, progress: Progress | No
             problem = unstorable(outcome)
             if problem:
                 report.errors.append(FileError(source.path, problem, "unstorable"))
+                plan.keep_failed(source.catalog_path, source.data)
                 continue
         plan.seen_ids.add(rule_id)
         first_path[rule_id] = source.path
@@ -277,10 +294,20 @@ def _strings(value: Any) -> list[str]:
 
 
 def _parse_all(items: list[SourceFile]) -> Iterator[ParsedRule | RuleError]:
-    """Parse files in order; on several cores, in a pool of forked worker processes."""
+    """Parse files in order; on several cores, in a pool of forked worker processes.
+
+    Only a process's main thread forks (a worker or the command line): a child forked from a
+    threaded web server inherits other threads' locks and can hang forever, so any other
+    thread parses serially.
+    """
     jobs = [(source.data, source.catalog_path) for source in items]
     workers = min(os.cpu_count() or 1, 4)
-    if workers < 2 or len(jobs) < _PARALLEL_MIN_FILES or "fork" not in mp.get_all_start_methods():
+    if (
+        workers < 2
+        or len(jobs) < _PARALLEL_MIN_FILES
+        or "fork" not in mp.get_all_start_methods()
+        or threading.current_thread() is not threading.main_thread()
+    ):
         yield from (_parse_job(job) for job in jobs)
         return
     # Fork: workers inherit the loaded engine and never touch the database connection.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
@@ -52,6 +53,9 @@ class DatabaseUnavailableMiddleware:
             return None
         from django.db import connections
 
+        from catalog import health
+
+        health.forget()  # /healthz must not vouch for the database from before the outage
         for conn in connections.all(initialized_only=True):
             conn.close_if_unusable_or_obsolete()
         if request.path.startswith("/api/") or "application/json" in request.headers.get(
@@ -78,3 +82,29 @@ def _is_outage(exception: Exception) -> bool:
         return True
     text = str(exception).lower()
     return any(s in text for s in ("connection", "server closed", "terminating", "shut down"))
+
+
+# What the ``Server`` header says, whatever server runs the site: naming the software (and so
+# its version's known holes) helps nobody but an attacker (finding 12).
+SERVER_HEADER = "sigma-catalog"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def neutral_server_header(app: WSGIApp) -> WSGIApp:
+    """Wrap the WSGI application so every response (pages, static files, errors) carries
+    ``Server: sigma-catalog`` instead of the server's name. granian keeps an application's
+    ``Server`` header; gunicorn writes its own line, renamed in ``catalog/gunicorn.conf.py``,
+    so nothing is added there (a second ``Server`` line would be sent)."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+            return app(environ, start_response)
+
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            kept = [(name, value) for name, value in headers if name.lower() != "server"]
+            return start_response(status, [*kept, ("Server", SERVER_HEADER)], *exc_info)
+
+        return app(environ, start)
+
+    return wrapped

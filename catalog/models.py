@@ -296,3 +296,79 @@ class Conversion(models.Model):
     def __str__(self) -> str:
         state = f"failed ({self.error_kind})" if self.error else "ok"
         return f"{self.rule_id} -> {self.target}/{self.pipeline}/{self.output_format}: {state}"
+
+
+class Release(models.Model):
+    """One import recorded as a release of a named source (rule set), e.g. ``r2026-04-01``.
+
+    ``sequence`` is the import order within the source: each release is compared with the one
+    before it. The id lists are what the release changed (``rule_ids`` is every rule present
+    in it), so a release's changelog is read without recomputing anything. Written only by
+    :mod:`catalog.releases`.
+    """
+
+    source = models.CharField(max_length=100, default="default")
+    name = models.CharField(max_length=200)
+    sequence = models.PositiveIntegerField()
+    released_at = models.DateTimeField()
+    imported_at = models.DateTimeField(auto_now_add=True)
+    rule_ids = models.JSONField(default=list)
+    added = models.JSONField(default=list)
+    modified = models.JSONField(default=list)
+    removed = models.JSONField(default=list)
+    deprecated = models.JSONField(default=list)
+    counts = models.JSONField(default=dict)
+    # Named by the import date (no --release): never makes a dated release "older".
+    automatic = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-released_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "name"], name="release_source_name"),
+            models.UniqueConstraint(fields=["source", "sequence"], name="release_source_sequence"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name if self.source == "default" else f"{self.source} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:release-detail", args=[self.name])
+
+
+class RuleRevision(models.Model):
+    """One distinct content of a rule, with the release it first appeared in.
+
+    Keyed by the Sigma id (``sigma_id``), not a foreign key: the history outlives the rule's
+    row when a release removes it. ``diff`` is the semantic diff (:mod:`rules.diff`) from the
+    previous revision, ``null`` for the first.
+    """
+
+    sigma_id = models.CharField(max_length=100)
+    number = models.PositiveIntegerField()
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="revisions")
+    content_hash = models.CharField(max_length=64)
+    source_path = models.CharField(max_length=1000, blank=True)
+    yaml = models.TextField()
+    title = models.CharField(max_length=500)
+    level = models.CharField(max_length=30, blank=True)
+    status = models.CharField(max_length=30, blank=True)
+    logsource = models.JSONField(default=dict)
+    tags = models.JSONField(default=list)
+    stages = models.JSONField(default=list)
+    indicators = models.JSONField(default=list)
+    exclusions = models.JSONField(default=list)
+    metadata = models.JSONField(default=dict)
+    change_class = models.CharField(max_length=20, blank=True)
+    diff = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sigma_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["sigma_id", "number"], name="revision_rule_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sigma_id} r{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:rule-revision", args=[self.sigma_id, self.number])

@@ -8,14 +8,16 @@ its next sandbox request without a restart.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from catalog.models import Rule
-from catalog.services import catalog_fingerprint
+from catalog.services import current_fingerprint
 from rules.errors import RuleError
 from rules.evaluate import Evaluator, EventResult, get_evaluator
+from rules.evaluate.bounds import ResponseBudget, ResponseLimits, bound_result
 from rules.events import Event
 from rules.model import ParsedRule
 from rules.parse import parse_rule
@@ -25,6 +27,19 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 """Largest API body or page upload the sandbox reads."""
 # Evaluation stops (and says so) past this budget, so one request cannot hold a worker.
 TIME_BUDGET_SECONDS = 20.0
+HEAVY_CHARS = 64 * 1024
+NEAR_MISS_MAX_CHARS = 128 * 1024
+"""Events with more text than this are not searched for near misses (the costly part)."""
+"""An input of more than one event or this much text is heavy: it takes one of the client's
+and the process's heavy slots (catalog.throttling.heavy_slot)."""
+LARGE_INPUT_HINT = "upload larger files (.jsonl, .evtx) as a background job from the /sandbox/ page"
+
+
+def is_heavy(events: Sequence[Event]) -> bool:
+    """Whether evaluating ``events`` is heavy work (see :data:`HEAVY_CHARS`)."""
+    if len(events) > 1:
+        return True
+    return sum(len(e.haystack) for e in events) >= HEAVY_CHARS
 
 
 def _load_rules() -> Iterable[ParsedRule]:
@@ -39,37 +54,80 @@ def _load_rules() -> Iterable[ParsedRule]:
 
 def catalog_evaluator() -> Evaluator:
     """The process-wide evaluator for the current catalog (built on first use)."""
-    return get_evaluator(catalog_fingerprint(), lambda: list(_load_rules()))
+    # current_fingerprint: a COUNT/MAX round trip at most every FINGERPRINT_TTL seconds, not on
+    # every request (it was a third of a one-scriptblock request's time under load).
+    return get_evaluator(current_fingerprint(), lambda: list(_load_rules()))
+
+
+API_LIMITS = ResponseLimits()
+"""What one ``POST /api/sandbox/`` answer may hold (a few MB of JSON at most)."""
+PAGE_LIMITS = ResponseLimits(
+    explained_matches=25, predicates=20, suppressed=25, near_misses=15, listed=20,
+    budget_bytes=400 * 1024, hard_bytes=600 * 1024,
+)  # fmt: skip
+"""The page renders several times the JSON's bytes as HTML: tighter caps, a few MB of page."""
+
+CUT_LABELS = {
+    "events": "events not evaluated",
+    "unexplained_events": "events listed without explanations",
+    "explanations": "matches listed without explanation",
+    "predicates": "predicates left out",
+    "event_values": "long event values cut to the text around the match",
+    "rule_values": "rule values left out",
+    "missing_values": "near-miss values left out",
+    "suppressed": "suppressed rules left out",
+    "near_misses": "near misses left out",
+    "near_miss_searches": "events too large for a near-miss search",
+    "unsupported": "unsupported rules left out",
+    "out_of_scope": "out-of-scope rule ids left out",
+    "unknown_rule_ids": "unknown rule ids left out",
+}
 
 
 @dataclass(slots=True)
 class SandboxRun:
-    """Results for a batch of events, plus totals for the summary line."""
+    """Results for a batch of events, plus totals for the summary line.
+
+    ``cut`` counts what the response caps left out (see :mod:`rules.evaluate.bounds`);
+    ``stopped`` says why events were left unevaluated (``"time"`` or ``"size"``)."""
 
     results: list[EventResult]
     events: list[Event]
     elapsed_ms: float
     truncated: bool = False
     rule_count: int = 0
+    cut: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
+    read_as: str | None = None
 
     @property
     def match_count(self) -> int:
         return sum(len(r.matches) for r in self.results)
 
+    @property
+    def cut_notes(self) -> list[str]:
+        """What was left out, for a person (the page's note)."""
+        return [f"{n:,} {CUT_LABELS.get(k, k)}" for k, n in self.cut.items()]
+
     def to_dict(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "events": len(self.events),
+            "events_evaluated": len(self.results),
+            "matches": self.match_count,
+            "rules": self.rule_count,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "truncated": self.truncated,
+            "stopped": self.stopped,
+        }
+        if self.read_as is not None:
+            summary["read_as"] = self.read_as
         return {
             "events": [
                 {"index": event.index, "kind": event.kind, **result.to_dict()}
                 for event, result in zip(self.events, self.results, strict=False)
             ],
-            "summary": {
-                "events": len(self.events),
-                "events_evaluated": len(self.results),
-                "matches": self.match_count,
-                "rules": self.rule_count,
-                "elapsed_ms": round(self.elapsed_ms, 3),
-                "truncated": self.truncated,
-            },
+            "summary": summary,
+            "truncated": dict(self.cut),
         }
 
 
@@ -81,32 +139,53 @@ def run_sandbox(
     explain: bool = True,
     evaluator: Evaluator | None = None,
     time_budget: float = TIME_BUDGET_SECONDS,
+    limits: ResponseLimits = API_LIMITS,
 ) -> SandboxRun:
-    """Evaluate events in order; stop at ``time_budget`` seconds and mark the run truncated."""
+    """Evaluate events in order within ``limits``; stop at ``time_budget`` seconds or when
+    the response budget is spent, and say what was cut."""
     engine = evaluator or catalog_evaluator()
     started = time.perf_counter()
     results: list[EventResult] = []
-    truncated = False
+    cut: Counter[str] = Counter()
+    budget = ResponseBudget(limits)
+    stopped = None
+    wanted = list(rule_ids) if rule_ids else None
     for event in events:
         if time.perf_counter() - started > time_budget:
-            truncated = True
+            stopped = "time"
+        elif budget.full:
+            stopped = "size"
+        if stopped:
+            cut["events"] = len(events) - len(results)
             break
-        results.append(
-            engine.evaluate(
-                event,
-                all_rules=all_rules,
-                rule_ids=list(rule_ids) if rule_ids else None,
-                explain=explain,
-                # Near misses are the costly part; only worth it for small pastes.
-                near_misses=explain and len(events) <= 50,
-            )
+        explaining = explain and budget.explaining
+        if explain and not explaining:
+            cut["unexplained_events"] += 1
+        # Near misses are the costly part: only for small pastes of ordinary-sized events.
+        near = explaining and len(events) <= 50
+        if near and len(event.haystack) > NEAR_MISS_MAX_CHARS:
+            near = False
+            cut["near_miss_searches"] += 1
+        result = engine.evaluate(
+            event,
+            all_rules=all_rules,
+            rule_ids=wanted,
+            explain=explaining,
+            near_misses=near,
+            near_miss_limit=limits.near_misses,
+            explain_limit=limits.explained_matches,
         )
+        bound_result(result, limits, cut, explained=explaining)
+        budget.add(result.to_dict())
+        results.append(result)
     return SandboxRun(
         results=results,
         events=list(events),
         elapsed_ms=(time.perf_counter() - started) * 1000,
-        truncated=truncated,
+        truncated=bool(stopped) or bool(cut),
         rule_count=len(engine),
+        cut={k: n for k, n in cut.items() if n},
+        stopped=stopped,
     )
 
 

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from catalog.jobs.models import Job
+from catalog.jobs.sandbox import is_job_upload
+from catalog.jobs.services import create_job, sandbox_job_max_bytes
 from catalog.models import Rule
-from catalog.sandbox import MAX_BODY_BYTES, MAX_EVENTS, SandboxRun, highlight, run_sandbox
-from rules.events import Event, EventInputError, parse_events
+from catalog.sandbox import (
+    LARGE_INPUT_HINT,
+    MAX_BODY_BYTES,
+    MAX_EVENTS,
+    PAGE_LIMITS,
+    SandboxRun,
+    highlight,
+    is_heavy,
+    run_sandbox,
+)
+from catalog.throttling import Throttled, check_sandbox_rate, heavy_slot
+from rules.events import EventInputError, EventReading, read_events
 
 
 class SandboxInputError(ValueError):
@@ -43,40 +58,77 @@ def sandbox_page(request: HttpRequest) -> HttpResponse:
     }
     if request.method != "POST":
         return render(request, "sandbox/sandbox.html", context)
+    # The same limit, counted under the same key, as POST /api/sandbox/.
+    wait = check_sandbox_rate(request)
+    if wait is not None:
+        return _refused(request, context, "Too many evaluations from this address.", wait, 429)
+    upload = request.FILES.get("file")
+    if upload is not None and upload.size > MAX_BODY_BYTES and is_job_upload(upload.name):
+        return _start_job(request, upload, context)
     status_code = 200
     try:
-        events = _page_events(request)
-        run = run_sandbox(
-            events,
-            all_rules=context["all_rules"] or rule is not None,
-            rule_ids=[rule.rule_id] if rule else None,
-        )
+        reading = _page_events(request)
+        with heavy_slot(request, "sandbox") if is_heavy(reading.events) else nullcontext():
+            run = run_sandbox(
+                reading.events,
+                all_rules=context["all_rules"] or rule is not None,
+                rule_ids=[rule.rule_id] if rule else None,
+                limits=PAGE_LIMITS,
+            )
+        run.read_as = reading.label
         context["run"] = run
         context["rows"] = _result_rows(run)
+    except Throttled as refusal:
+        return _refused(request, context, str(refusal), refusal.wait, refusal.status_code)
     except (SandboxInputError, EventInputError) as exc:
         context["error"] = str(exc)
         status_code = getattr(exc, "status_code", 400)
     return render(request, "sandbox/sandbox.html", context, status=status_code)
 
 
-def _page_events(request: HttpRequest) -> list[Event]:
+def _start_job(request: HttpRequest, upload: Any, context: dict[str, Any]) -> HttpResponse:
+    """A large .evtx/.jsonl upload runs as a background job: 303 to its progress page."""
+    limit = sandbox_job_max_bytes()
+    if upload.size > limit:
+        context["error"] = f"the file is {upload.size:,} bytes; the limit is {limit:,}"
+        return render(request, "sandbox/sandbox.html", context, status=413)
+    job = create_job(
+        Job.Kind.SANDBOX,
+        upload,
+        user=request.user,
+        options={"all_rules": context["all_rules"]},
+    )
+    return HttpResponseRedirect(reverse("jobs:job-detail", args=[job.pk]), status=303)
+
+
+def _refused(
+    request: HttpRequest, context: dict[str, Any], message: str, wait: int, status_code: int
+) -> HttpResponse:
+    context["error"] = f"{message} Try again in {wait} second{'s' if wait != 1 else ''}."
+    response = render(request, "sandbox/sandbox.html", context, status=status_code)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _page_events(request: HttpRequest) -> EventReading:
     upload = request.FILES.get("file")
     if upload is not None:
         if upload.size > MAX_BODY_BYTES:
             raise SandboxInputError(
-                f"the file is {upload.size:,} bytes; the limit is {MAX_BODY_BYTES:,}",
+                f"the file is {upload.size:,} bytes; the limit here is {MAX_BODY_BYTES:,}: "
+                f"{LARGE_INPUT_HINT}",
                 status_code=413,
             )
         data = upload.read()
         kind = "evtx" if upload.name.lower().endswith(".evtx") else "auto"
-        return parse_events(data, kind=kind, max_events=MAX_EVENTS)
+        return read_events(data, kind=kind, max_events=MAX_EVENTS)
     text = request.POST.get("text", "")
     if not text.strip():
         raise SandboxInputError("paste a scriptblock or JSON events, or choose a file")
     kind = request.POST.get("kind", "auto")
     if kind not in {"auto", "json", "scriptblock"}:
         kind = "auto"
-    return parse_events(text, kind=kind, max_events=MAX_EVENTS)
+    return read_events(text, kind=kind, max_events=MAX_EVENTS)
 
 
 def _result_rows(run: SandboxRun) -> list[dict[str, Any]]:
@@ -92,11 +144,19 @@ def _result_rows(run: SandboxRun) -> list[dict[str, Any]]:
                     if predicate.span and predicate.matched_field is not None:
                         value = predicate.event_value
                         text = value if isinstance(value, str) else json.dumps(value)
-                        key = (predicate.matched_field, text)
+                        # A long value comes as an excerpt (rules.evaluate.bounds); its span
+                        # indexes the excerpt, and the excerpt's place is shown beside it.
+                        where = (predicate.event_value_offset, predicate.event_value_length)
+                        key = (predicate.matched_field, text, where)
                         spans.setdefault(key, []).append(tuple(predicate.span))
             highlighted = [
-                {"field": name, "pieces": highlight(text, field_spans)}
-                for (name, text), field_spans in spans.items()
+                {
+                    "field": name,
+                    "pieces": highlight(text, field_spans),
+                    "offset": offset,
+                    "length": length,
+                }
+                for (name, text, (offset, length)), field_spans in spans.items()
             ]
             matches.append({"match": match, "highlighted": highlighted})
         rows.append({"event": event, "result": result, "matches": matches})

@@ -11,6 +11,7 @@ connects when the app is ready.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from django.db.models import Count, Max
@@ -60,9 +61,18 @@ FINGERPRINT_TTL = 2.0
 _fingerprint: tuple[float, str] | None = None
 
 
+# Set by catalog.caching.PageCacheMiddleware for a cacheable GET: the fingerprint its cache key
+# was made from, so the view renders (and validates) that same catalog state without asking
+# the database again.
+pinned_fingerprint: ContextVar[str | None] = ContextVar("pinned_fingerprint", default=None)
+
+
 def current_fingerprint() -> str:
     """:func:`catalog_fingerprint`, reused for up to ``FINGERPRINT_TTL`` seconds."""
     global _fingerprint
+    pinned = pinned_fingerprint.get()
+    if pinned is not None:
+        return pinned
     now = time.monotonic()
     cached = _fingerprint
     if cached is not None and now - cached[0] < FINGERPRINT_TTL:

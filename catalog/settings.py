@@ -6,10 +6,15 @@ in production, through psycopg 3).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import dj_database_url
+
+from catalog.cache_backends import cache_from_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -49,15 +54,27 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally (no CDN)
     "catalog",
+    # Background jobs (catalog/jobs): before django_tasks_db so that our `db_worker` (which
+    # first sweeps jobs whose worker was lost) overrides the package's command.
+    "catalog.jobs",
+    "django_tasks",
+    "django_tasks_db",
 ]
+
+# The task queue is the database (django-tasks + django-tasks-db): no broker to run, queued
+# jobs survive restarts, workers anywhere reach it through DATABASE_URL (`manage.py db_worker`).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Whole cached pages before sessions, CSRF and auth (catalog/caching.py).
+    "catalog.caching.PageCacheMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "catalog.throttling.AdminLoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "catalog.middleware.SecurityHeadersMiddleware",
@@ -93,6 +110,19 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # A bounded psycopg 3 pool per process instead of one persistent connection per thread:
+    # runserver (a new thread per client connection) and thread-pool servers would otherwise
+    # leave a connection behind per thread (finding 13). Requests return theirs to the pool;
+    # at most DB_POOL_MAX_SIZE stay open per process, idle ones close after DB_POOL_MAX_IDLE.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooling replaces persistent connections
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "0")),
+        "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "8")),
+        "max_idle": float(os.environ.get("DB_POOL_MAX_IDLE", "60")),
+        # Waiting longer than this for a free connection answers 503 (a PoolTimeout).
+        "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the site read while an import writes; the timeout rides out the writer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -136,16 +166,31 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 RULE_ARCHIVE_MAX_BYTES = int(os.environ.get("RULE_ARCHIVE_MAX_BYTES", 200 * 1024 * 1024))
 
+# The one cache behind the page cache, throttles and conversion counts: shared by every worker.
+# CACHE_URL unset -> files under CACHE_DIR (one machine, no extra service); redis://... or
+# rediss://... -> Redis or Valkey (several machines); locmem:// -> this process only.
+CACHE_URL = os.environ.get("CACHE_URL", "").strip()
+CACHE_DIR = Path(os.environ.get("CACHE_DIR", DATA_DIR / "cache"))
+if not CACHE_URL and "CACHE_DIR" not in os.environ and "PYTEST_VERSION" in os.environ:
+    # A test run keeps its own directory (servers it starts inherit it), so concurrent runs
+    # never share throttle counts; the run that made it removes it.
+    CACHE_DIR = Path(tempfile.mkdtemp(prefix="catalog-test-cache-"))
+    os.environ["CACHE_DIR"] = str(CACHE_DIR)
+    atexit.register(shutil.rmtree, CACHE_DIR, True)
 CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "catalog",
-        "TIMEOUT": 3600,
-        "OPTIONS": {"MAX_ENTRIES": 2000},
-    }
+    "default": cache_from_url(CACHE_URL, CACHE_DIR, os.environ.get("CACHE_KEY_PREFIX", "catalog"))
 }
+# /healthz reuses a database check this long per process (catalog/health.py).
+HEALTHZ_REUSE_SECONDS = float(os.environ.get("HEALTHZ_REUSE_SECONDS", "1"))
 
 REST_FRAMEWORK = {
+    # JSON only in production: the browsable API (HTML forms, every endpoint listed) is a
+    # development aid (finding 12).
+    "DEFAULT_RENDERER_CLASSES": (
+        ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
+        if DEBUG
+        else ["rest_framework.renderers.JSONRenderer"]
+    ),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.CatalogPagination",
     "PAGE_SIZE": 50,
@@ -159,6 +204,20 @@ REST_FRAMEWORK = {
     # Every /api/ error as {"detail", "parameter"[, "choices"]} (see catalog/api/errors.py).
     "EXCEPTION_HANDLER": "catalog.api.errors.api_exception_handler",
 }
+
+# Throttles (catalog/throttling.py), counted in the shared cache per client address.
+# TRUSTED_PROXIES: how many proxies in front of the site append to X-Forwarded-For; 0 (the
+# default) ignores that header, so a client cannot pick its own address.
+TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+# Heavy requests (sandbox events/uploads/large bodies, conversion export): in flight per client
+# (a counter that expires after HEAVY_SLOT_SECONDS, so a crashed request frees it) and heavy
+# sandbox evaluations per process (the excess is refused at once with Retry-After).
+HEAVY_PER_CLIENT = int(os.environ.get("HEAVY_PER_CLIENT", "2"))
+HEAVY_PER_PROCESS = int(os.environ.get("HEAVY_PER_PROCESS", "1"))
+HEAVY_SLOT_SECONDS = int(os.environ.get("HEAVY_SLOT_SECONDS", "120"))
+# /admin/ sign-in: this many failures per address or username per window, then 429.
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_SECONDS = int(os.environ.get("LOGIN_FAILURE_SECONDS", "300"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sigma Catalog API",

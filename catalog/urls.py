@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("sandbox/", sandbox_page, name="sandbox"),
     path("api/", include("catalog.api.urls")),
+    path("jobs/", include("catalog.jobs.urls")),
     path("", include("catalog.conversion_urls")),
     path("", include("catalog.web_urls")),
 ]

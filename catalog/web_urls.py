@@ -3,6 +3,7 @@
 from django.urls import URLPattern, include, path
 
 from catalog import views
+from catalog.views import releases
 
 app_name = "catalog"
 
@@ -10,6 +11,13 @@ rule_urls = [
     path("", views.rule_list, name="rule-list"),
     path("<str:rule_id>/", views.rule_detail, name="rule-detail"),
     path("<str:rule_id>.yml", views.rule_download, name="rule-download"),
+    path("<str:rule_id>/revisions/<int:number>/", releases.rule_revision, name="rule-revision"),
+]
+release_urls = [
+    path("", releases.release_list, name="release-list"),
+    path("feed.atom", releases.ReleaseFeed(), name="release-feed"),
+    path("feed/<str:source>.atom", releases.ReleaseFeed(), name="release-source-feed"),
+    path("<str:name>/", releases.release_detail, name="release-detail"),
 ]
 attack_urls = [
     path("", views.attack_matrix, name="attack-matrix"),
@@ -33,6 +41,7 @@ def predicate_urls(kind: str) -> list[URLPattern]:
 urlpatterns = [
     path("", views.home, name="home"),
     path("rules/", include(rule_urls)),
+    path("releases/", include(release_urls)),
     path("attack/", include(attack_urls)),
     path("events/", include(event_urls)),
     path("indicators/", include(predicate_urls("indicator"))),

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from rules.errors import (
     EmptyInputError,
@@ -32,6 +33,13 @@ from rules.errors import (
     EvtxInputError,
     InputEncodingError,
     JsonInputError,
+)
+from rules.text_input import (
+    MAX_FILE_BYTES,
+    decode_text,
+    find_lone_surrogate,
+    lone_surrogate_error,
+    read_file_bytes,
 )
 
 __all__ = [
@@ -42,16 +50,19 @@ __all__ = [
     "EmptyInputError",
     "Event",
     "EventInputError",
+    "EventReading",
     "EventShapeError",
     "EvtxInputError",
     "InputEncodingError",
     "JsonInputError",
     "event_from_mapping",
+    "find_lone_surrogate",
     "flatten_evtx",
     "load_events_file",
     "parse_events",
     "parse_evtx",
     "parse_json_events",
+    "read_events",
     "scriptblock_event",
     "value_text",
 ]
@@ -360,22 +371,6 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, col
 
 
-def _decode(data: bytes) -> str:
-    """Text of UTF-8 bytes (a BOM is dropped) or of UTF-16 bytes with a BOM."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return _decode_as(data, "utf-16", "UTF-16")
-    return _decode_as(data.removeprefix(b"\xef\xbb\xbf"), "utf-8", "UTF-8")
-
-
-def _decode_as(data: bytes, codec: str, label: str) -> str:
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise InputEncodingError(
-            f"invalid {label} text: {exc.reason}", byte_offset=exc.start
-        ) from None
-
-
 _WS = " \t\r\n\ufeff"
 
 
@@ -400,6 +395,14 @@ def parse_json_events(text: str, *, max_events: int | None = None) -> list[Event
             raise JsonInputError(
                 f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno, offset=exc.pos
             ) from None
+        except ValueError:  # a number past Python's int-string limit (4,300 digits)
+            line, col = _line_col(text, start)
+            raise JsonInputError(
+                f"invalid JSON: a number has more than {sys.get_int_max_str_digits():,} digits",
+                line=line,
+                column=col,
+                offset=start,
+            ) from None
         except RecursionError:
             line, col = _line_col(text, start)
             raise JsonInputError(
@@ -416,6 +419,9 @@ def parse_json_events(text: str, *, max_events: int | None = None) -> list[Event
                     column=col,
                     offset=start,
                 )
+            bad_text = lone_surrogate_error(item, record=len(events))
+            if bad_text is not None:
+                raise bad_text
             events.append(event_from_mapping(item, index=len(events)))
             if max_events is not None and len(events) > max_events:
                 line, col = _line_col(text, start)
@@ -488,29 +494,54 @@ def _looks_like_json(text: str) -> bool:
     if not stripped or stripped[0] not in "{[":
         return False
     rest = stripped[1:].lstrip(_WS)
-    return not rest or rest[0] in '"{[]}'
+    if not rest or rest[0] in '"{[]}':
+        return True
+    # ``[1, 2, 3]`` is JSON, not PowerShell: read it as JSON so it is refused with a message
+    # instead of silently matching nothing as a scriptblock.
+    try:
+        json.loads(stripped)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
-def parse_events(
+class EventReading(NamedTuple):
+    """The events, and how the input was read (``kind`` after detection, the encoding)."""
+
+    events: list[Event]
+    kind: str  # json, evtx or scriptblock
+    encoding: str | None  # UTF-8, UTF-16LE, ...; None for str input and EVTX
+
+    @property
+    def label(self) -> str:
+        """``scriptblock (UTF-16LE)``, ``JSON events (UTF-8)``, ``EVTX``: for the answer."""
+        name = {"json": "JSON events", "evtx": "EVTX", "scriptblock": "scriptblock"}[self.kind]
+        return f"{name} ({self.encoding})" if self.encoding else name
+
+
+def read_events(
     data: str | bytes,
     *,
     kind: str = "auto",
     max_events: int | None = None,
-) -> list[Event]:
-    """Read events from text or bytes.
+) -> EventReading:
+    """Read events from text or bytes, and say how they were read.
 
     ``kind``: ``auto`` (default), ``json`` (object, array, JSON lines or concatenated
     objects), ``evtx`` (bytes of an ``.evtx`` file) or ``scriptblock`` (PowerShell text that
     becomes one 4104 event). ``auto`` picks ``evtx`` by file signature, ``json`` when the text
-    starts like a JSON object or array (``{"``, ``[{``, ``[]``...), otherwise ``scriptblock``.
+    starts like a JSON object or array (``{"``, ``[{``, ``[]``, or is an array/object as a
+    whole), otherwise ``scriptblock``. Bytes are UTF-8, UTF-16 or UTF-32, with or without a
+    BOM (:func:`rules.text_input.decode_text`).
     """
     if kind not in ("auto", "json", "evtx", "scriptblock"):
         raise ValueError(f"unknown event input kind {kind!r}")
+    encoding = None
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
         if kind == "evtx" or (kind == "auto" and raw.startswith(EVTX_MAGIC)):
-            return parse_evtx(raw, max_events=max_events)
-        text = _decode(raw)
+            return EventReading(parse_evtx(raw, max_events=max_events), "evtx", None)
+        text, encoding = decode_text(raw)
     else:
         if kind == "evtx":
             raise EvtxInputError("EVTX input must be bytes", byte_offset=0)
@@ -520,18 +551,38 @@ def parse_events(
     if kind == "scriptblock":
         if not text.strip():
             raise EmptyInputError("empty scriptblock", line=1, column=1)
-        return [scriptblock_event(text)]
+        bad_text = lone_surrogate_error(text)
+        if bad_text is not None:
+            raise bad_text
+        return EventReading([scriptblock_event(text)], "scriptblock", encoding)
     events = parse_json_events(text, max_events=max_events)
     if not events:
         raise EmptyInputError("no event in input", line=1, column=1)
-    return events
+    return EventReading(events, "json", encoding)
 
 
-def load_events_file(path: str, *, max_events: int | None = None) -> list[Event]:
-    """Events from a file: ``.evtx`` by signature, otherwise JSON / JSON lines / scriptblock."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if data.startswith(EVTX_MAGIC) or path.lower().endswith(".evtx"):
+def parse_events(
+    data: str | bytes,
+    *,
+    kind: str = "auto",
+    max_events: int | None = None,
+) -> list[Event]:
+    """The events of :func:`read_events`."""
+    return read_events(data, kind=kind, max_events=max_events).events
+
+
+def load_events_file(
+    path: str, *, max_events: int | None = None, max_bytes: int = MAX_FILE_BYTES
+) -> list[Event]:
+    """Events from a file: ``.evtx`` by signature, ``.json``/``.jsonl`` as JSON, ``.ps1`` as a
+    scriptblock, anything else detected."""
+    data = read_file_bytes(path, max_bytes=max_bytes)
+    lower = path.lower()
+    if data.startswith(EVTX_MAGIC) or lower.endswith(".evtx"):
         return parse_evtx(data, max_events=max_events)
-    kind = "scriptblock" if path.lower().endswith((".ps1", ".psm1")) else "auto"
+    kind = "auto"
+    if lower.endswith((".ps1", ".psm1")):
+        kind = "scriptblock"
+    elif lower.endswith((".json", ".jsonl", ".ndjson")):
+        kind = "json"
     return parse_events(data, kind=kind, max_events=max_events)

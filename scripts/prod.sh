@@ -18,4 +18,5 @@ fi
 .venv/bin/python manage.py migrate --noinput -v0
 .venv/bin/python manage.py collectstatic --noinput -v0
 .venv/bin/python manage.py load_examples
-exec .venv/bin/gunicorn catalog.wsgi -c catalog/gunicorn.conf.py
+. scripts/start_worker.sh  # background job worker(s), stopped with the web server
+exec bash scripts/run_web.sh

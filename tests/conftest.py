@@ -50,3 +50,20 @@ def example_catalog(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
 
     with imported_for_module(django_db_blocker, [EXAMPLE_RULES], trigger="examples"):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point DATA_DIR (job uploads and results) at a temporary folder for the whole run.
+
+    Without it, tests that post imports or large sandbox files leave their uploads under the
+    developer's own ``var/jobs/`` even though their database rows roll back.
+    """
+    from django.conf import settings
+
+    saved = settings.DATA_DIR
+    settings.DATA_DIR = tmp_path_factory.mktemp("data")
+    try:
+        yield
+    finally:
+        settings.DATA_DIR = saved

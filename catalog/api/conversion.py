@@ -21,7 +21,7 @@ from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
@@ -36,6 +36,7 @@ from catalog.api.schema import CatalogAutoSchema
 from catalog.conversion import convert_rules, get_conversion
 from catalog.filters import RuleFilterSet, sort_rules
 from catalog.models import Rule
+from catalog.throttling import HeldStream, Throttled
 from rules.convert import (
     EXPORT_FORMATS,
     PIPELINES,
@@ -283,7 +284,12 @@ class ConversionExportView(ConversionView, GenericAPIView):
         rules = sort_rules(rules, params.get("sort", ""))
         results = convert_rules(rules, spec.id, pipe.id, writer.id)
         chunks = export_chunks(spec.id, writer.id, ((r.rule_id, res) for r, res, _ in results))
-        response = StreamingHttpResponse(_encoded(chunks), content_type=writer.content_type)
+        try:
+            # A heavy request: one of the client's heavy slots until the stream is sent.
+            body = HeldStream(request, "convert-export", _encoded(chunks))
+        except Throttled as refusal:
+            raise exceptions.Throttled(wait=refusal.wait, detail=str(refusal)) from None
+        response = StreamingHttpResponse(body, content_type=writer.content_type)
         name = (
             "savedsearches.conf"
             if writer.id == "savedsearches"

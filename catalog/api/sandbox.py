@@ -5,21 +5,22 @@ the body; its messages name the parameter at fault (``'events' is empty``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog.api.errors import BODY, ErrorSerializer, ParameterError
-from catalog.sandbox import MAX_BODY_BYTES, MAX_EVENTS, run_sandbox
-from rules.events import Event, event_from_mapping, scriptblock_event
+from catalog.sandbox import LARGE_INPUT_HINT, MAX_BODY_BYTES, MAX_EVENTS, is_heavy, run_sandbox
+from catalog.throttling import SandboxRateThrottle, Throttled, heavy_slot
+from rules.events import Event, event_from_mapping, find_lone_surrogate, scriptblock_event
 
 MAX_RULE_IDS = 5000
 EVENT_KEYS = ("scriptblock", "event", "events")
@@ -159,10 +160,14 @@ class SandboxJSONParser(JSONParser):
             raise ParseError("invalid JSON: nested too deeply") from None
 
 
-class SandboxThrottle(ScopedRateThrottle):
-    """Per-client limit (``DEFAULT_THROTTLE_RATES['sandbox']``); 429 with Retry-After."""
+class Busy(APIException):
+    """A heavy request refused at once (429 per client, 503 for the process), Retry-After set
+    by DRF from ``wait``."""
 
-    scope_attr = "throttle_scope"
+    def __init__(self, refusal: Throttled) -> None:
+        super().__init__(str(refusal))
+        self.status_code = refusal.status_code
+        self.wait = refusal.wait
 
 
 _RESULT_SCHEMA = inline_serializer(
@@ -180,8 +185,7 @@ class SandboxAPIView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []  # no session: no CSRF for this public endpoint
     parser_classes = [SandboxJSONParser]
-    throttle_classes = [SandboxThrottle]
-    throttle_scope = "sandbox"
+    throttle_classes = [SandboxRateThrottle]  # the same limit and key as the /sandbox/ page
 
     @extend_schema(
         request=SandboxRequestSerializer,
@@ -190,6 +194,7 @@ class SandboxAPIView(APIView):
             400: ErrorSerializer,
             413: ErrorSerializer,
             429: ErrorSerializer,
+            503: ErrorSerializer,
         },
         examples=[
             OpenApiExample(
@@ -203,17 +208,26 @@ class SandboxAPIView(APIView):
         length = request.META.get("CONTENT_LENGTH") or "0"
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
             raise ParameterError(
-                f"the body is over {MAX_BODY_BYTES:,} bytes",
+                f"the body is over {MAX_BODY_BYTES:,} bytes, the limit for a synchronous "
+                f"evaluation; {LARGE_INPUT_HINT}",
                 parameter=BODY,
                 status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
+        surrogate = find_lone_surrogate(request.data)
+        if surrogate is not None:
+            raise ParameterError(surrogate.message, parameter=surrogate.parameter or BODY)
         payload = SandboxRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         options = payload.validated_data
-        run = run_sandbox(
-            payload.events_to_evaluate(),
-            all_rules=options["all_rules"],
-            rule_ids=options.get("rule_ids"),
-            explain=options["explain"],
-        )
+        events = payload.events_to_evaluate()
+        try:
+            with heavy_slot(request, "sandbox") if is_heavy(events) else nullcontext():
+                run = run_sandbox(
+                    events,
+                    all_rules=options["all_rules"],
+                    rule_ids=options.get("rule_ids"),
+                    explain=options["explain"],
+                )
+        except Throttled as refusal:
+            raise Busy(refusal) from None
         return Response(run.to_dict())

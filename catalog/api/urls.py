@@ -7,7 +7,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from catalog.api import conversion, imports, sandbox, views
+from catalog.api import conversion, imports, jobs, releases, sandbox, views
 from catalog.api.errors import api_not_found
 
 app_name = "api"
@@ -29,9 +29,24 @@ urlpatterns = [
     path("attack/layer.json", views.NavigatorLayerView.as_view(), name="attack-layer"),
     path("events/", views.EventSourceView.as_view(), name="events"),
     path("sandbox/", sandbox.SandboxAPIView.as_view(), name="sandbox"),
+    path("sandbox/jobs/", jobs.SandboxJobView.as_view(), name="sandbox-job"),
+    path("jobs/<str:job_id>/", jobs.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),
     path("rules/<str:rule_id>/convert/", conversion.RuleConvertView.as_view(), name="rule-convert"),
     path("convert/targets/", conversion.TargetsView.as_view(), name="convert-targets"),
     path("convert/export/", conversion.ConversionExportView.as_view(), name="convert-export"),
+    path("releases/", releases.ReleaseListView.as_view(), name="release-list"),
+    path(
+        "releases/<str:name>/changes/",
+        releases.ReleaseChangesView.as_view(),
+        name="release-changes",
+    ),
+    path(
+        "rules/<str:rule_id>/revisions/",
+        releases.RuleRevisionsView.as_view(),
+        name="rule-revisions",
+    ),
+    path("rules/<str:rule_id>/diff/", releases.RuleDiffView.as_view(), name="rule-diff"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", views.SwaggerDocsView.as_view(), name="docs"),
     *router.urls,

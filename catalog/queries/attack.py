@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any, NamedTuple
 
 from django.db.models import Count, Q, QuerySet
+from django.urls import NoReverseMatch, reverse
 
 from catalog.models import Rule, Technique
 from rules import attack
@@ -104,10 +105,11 @@ def matrix_data() -> dict[str, Any]:
     columns, placed = _matrix_columns(members, by_tactic)
     matrix_names = {t.shortname for t in attack.tactics_in_matrix_order()}
     legacy = [
-        {"shortname": s, "name": (attack.tactic(s).name if attack.tactic(s) else s), "count": n}
+        {"shortname": s, "name": (attack.tactic(s).name if attack.tactic(s) else s), "count": n,
+         "url": tactic_url(s)}
         for s, n in sorted(by_tactic.items())
         if s not in matrix_names
-    ]
+    ]  # fmt: skip
     outside = []
     for tid in sorted(members.rolled):
         if tid in placed:
@@ -124,6 +126,18 @@ def matrix_data() -> dict[str, Any]:
         "covered": sum(c["covered"] for c in columns),
         "total": sum(len(c["cells"]) for c in columns),
     }
+
+
+def tactic_url(shortname: str) -> str | None:
+    """The tactic page of a tag's tactic; ``None`` when there is none: an imported tag can
+    hold any text (``attack.defense/evasion``), which no tactic page has and no URL pattern
+    takes (finding 5: reversing it made /attack/ answer 500)."""
+    if attack.tactic(shortname) is None:
+        return None
+    try:
+        return reverse("catalog:tactic-detail", args=[shortname])
+    except NoReverseMatch:
+        return None
 
 
 def tactic_rule_ids(shortname: str) -> list[int]:

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from catalog.caching import Lazy, fingerprint_cached
+from catalog.caching import Lazy, fingerprint_cached, flag, last_value
 from catalog.models import Rule
 from catalog.presentation import predicate_groups, safe_url, tag_groups
 from catalog.queries import (
@@ -21,6 +21,7 @@ from catalog.queries import (
     logsource_query,
 )
 from catalog.services import catalog_fingerprint
+from catalog.views.releases import history_context, removed_rule
 from rules import attack, taxonomy
 
 # Rows rendered per predicate table; IOC-list rules (thousands of hashes or domains) get a
@@ -78,10 +79,16 @@ def rule_analysis(rule: Rule, show_all: bool) -> dict[str, Any]:
 
 
 @require_safe
-@fingerprint_cached
+# The parameters the page reads: ?all=1 here, ?target=&pipeline= in its conversion section.
+@fingerprint_cached(params={"all": flag, "target": last_value, "pipeline": last_value})
 def rule_detail(request: HttpRequest, rule_id: str) -> HttpResponse:
-    rule = get_object_or_404(Rule.objects.defer("search_text", "search_vector", "detection"),
-                             rule_id=rule_id)  # fmt: skip
+    rule = (
+        Rule.objects.defer("search_text", "search_vector", "detection")
+        .filter(rule_id=rule_id)
+        .first()
+    )
+    if rule is None:  # removed by a release: its history still answers (else a 404)
+        return removed_rule(request, rule_id)
     show_all = request.GET.get("all") == "1"
     return render(
         request,
@@ -93,6 +100,7 @@ def rule_detail(request: HttpRequest, rule_id: str) -> HttpResponse:
             "fingerprint": catalog_fingerprint(),
             "show_all": show_all,
             "analysis": Lazy(lambda: rule_analysis(rule, show_all)),
+            "history": Lazy(lambda: history_context(rule.rule_id)),
             "logsource_url": reverse("catalog:rule-list")
             + logsource_query(rule.product, rule.category, rule.service),
         },

