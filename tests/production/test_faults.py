@@ -135,6 +135,7 @@ def server_down() -> Iterator[None]:
             killed.append(pid)
             # New connections now go to a port where nothing listens.
             settings_dict["PORT"] = str(free_port())
+            _renew_pool()
         return execute(sql, params, many, context)
 
     try:
@@ -143,7 +144,15 @@ def server_down() -> Iterator[None]:
     finally:
         settings_dict["PORT"] = port
         connection.close()  # drop a connection the server may have killed
+        _renew_pool()
     assert killed, "the request never reached the database"
+
+
+def _renew_pool() -> None:
+    """A connection pool (DB_POOL, PostgreSQL) keeps the address it was made with: drop it so
+    the next connection uses the current settings, as with no pool."""
+    if getattr(connection, "pool", None) is not None:
+        connection.close_pool()
 
 
 @postgres_only("SQLite has no server backend to terminate")

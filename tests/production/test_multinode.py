@@ -70,7 +70,9 @@ def rule(rule_id: str, title: str) -> str:
 
 def request(url: str, body: dict[str, Any] | None = None) -> tuple[int, str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    # One Host for both nodes, as behind a load balancer (the page cache keys on the host).
+    headers = {"Content-Type": "application/json", "Host": "127.0.0.1"}
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, response.read().decode(), response.headers
