@@ -42,6 +42,7 @@ FACETS: tuple[FacetSpec, ...] = (
     FacetSpec("namespace", "Tag namespace"),
     FacetSpec("rule_set", "Rule set"),
     FacetSpec("author", "Author"),
+    FacetSpec("changed_since", "Changed"),
 )
 FILTER_NAMES = tuple(RuleFilterSet.base_filters)
 FACET_LIMIT = 40  # values rendered per facet; the rest are reachable by search
@@ -150,6 +151,29 @@ def _author_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
     return [FacetCount(name, name, n) for name, n in counter.most_common()]
 
 
+def _changed_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
+    """One value, "in the latest release": ``changed_since=<the release before it>`` (none
+    while there is one release only: it added everything)."""
+    from catalog.models import Release, RuleRevision
+    from catalog.queries.releases import latest_release_overall
+
+    latest = latest_release_overall()
+    if latest is None:
+        return []
+    before = (
+        Release.objects.filter(source=latest.source, sequence__lt=latest.sequence)
+        .order_by("-sequence")
+        .values_list("name", flat=True)
+        .first()
+    )
+    if before is None:
+        return []
+    written = RuleRevision.objects.filter(release=latest).values("sigma_id")
+    count = scoped(Rule.objects.all(), rules, "pk").filter(rule_id__in=written).count()
+    label = f"In the latest release ({latest.name})"
+    return [FacetCount(before, label, count)] if count else []
+
+
 def _ordered(counts: FacetCounts, order: Sequence[str]) -> FacetCounts:
     rank = {value: i for i, value in enumerate(order)}
     return sorted(counts, key=lambda row: rank.get(row.value, len(rank)))
@@ -166,6 +190,7 @@ COUNTERS: dict[str, Callable[[QuerySet[Rule] | None], FacetCounts]] = {
     "namespace": _namespace_counts,
     "rule_set": lambda rules: _column_counts(rules, "rule_set"),
     "author": _author_counts,
+    "changed_since": _changed_counts,
 }
 
 

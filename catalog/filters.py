@@ -10,11 +10,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import django_filters
+from django import forms
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 
-from catalog.models import Rule
+from catalog.models import Rule, RuleRevision
 
 LEVELS = ["informational", "low", "medium", "high", "critical"]
 STATUSES = ["stable", "test", "experimental", "deprecated", "unsupported"]
@@ -28,6 +29,8 @@ SORTS = {
     "-date": ("-date", "title"),
     "modified": ("modified", "title"),
     "-modified": ("-modified", "title"),
+    # Newest revision first (its release's date, then the import order); never-revised last.
+    "-changed": (F("last_changed").desc(nulls_last=True), "title"),
 }
 
 
@@ -49,6 +52,25 @@ def search_rules(queryset: QuerySet[Rule], text: str) -> QuerySet[Rule]:
     return queryset.filter(condition)
 
 
+class ChangedSinceField(forms.CharField):
+    """A release name or a ``YYYY-MM-DD`` date, cleaned to the revisions it selects (a Q)."""
+
+    def clean(self, value: Any) -> Q | None:
+        text = super().clean(value)
+        if not text:
+            return None
+        from catalog.queries.releases import changed_since_revisions
+
+        try:
+            return changed_since_revisions(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from exc
+
+
+class ChangedSinceFilter(django_filters.Filter):
+    field_class = ChangedSinceField
+
+
 class RuleFilterSet(django_filters.FilterSet):
     """Filters named like the catalog facets; every value is a plain query parameter."""
 
@@ -66,6 +88,10 @@ class RuleFilterSet(django_filters.FilterSet):
     rule_set = django_filters.CharFilter(field_name="rule_set")
     indicator = django_filters.NumberFilter(method="filter_indicator")
     exclusion = django_filters.NumberFilter(method="filter_exclusion")
+    changed_since = ChangedSinceFilter(
+        method="filter_changed_since",
+        help_text="Added or changed after this release, or on or after this date (YYYY-MM-DD)",
+    )
 
     class Meta:
         model = Rule
@@ -104,6 +130,13 @@ class RuleFilterSet(django_filters.FilterSet):
             return queryset.none()
         return _across(queryset, Q(rule_exclusions__exclusion_id=pk))
 
+    def filter_changed_since(
+        self, queryset: QuerySet[Rule], name: str, value: Q | None
+    ) -> QuerySet[Rule]:
+        if value is None:
+            return queryset
+        return queryset.filter(rule_id__in=RuleRevision.objects.filter(value).values("sigma_id"))
+
 
 MAX_ROW_ID = 2**63 - 1
 
@@ -140,11 +173,19 @@ def with_level_rank(queryset: QuerySet[Rule]) -> QuerySet[Rule]:
     )
 
 
+def with_last_changed(queryset: QuerySet[Rule]) -> QuerySet[Rule]:
+    """Annotate ``last_changed``: the release date of the rule's newest revision."""
+    newest = RuleRevision.objects.filter(sigma_id=OuterRef("rule_id")).order_by("-number")
+    return queryset.annotate(last_changed=Subquery(newest.values("release__released_at")[:1]))
+
+
 def sort_rules(queryset: QuerySet[Rule], sort: str) -> QuerySet[Rule]:
     """Apply one of :data:`SORTS`; unknown values keep the current (relevance/title) order."""
     fields = SORTS.get(sort)
     if not fields:
         return queryset
-    if any("level_rank" in f for f in fields):
+    if any("level_rank" in f for f in fields if isinstance(f, str)):
         queryset = with_level_rank(queryset)
+    if sort == "-changed":
+        queryset = with_last_changed(queryset)
     return queryset.order_by(*fields)

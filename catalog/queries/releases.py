@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 
 from catalog.models import Release, RuleRevision
 from catalog.releases import snapshot_of_revision
 from rules.diff import RuleDiff, diff_rules
 
-_CHUNK = 900
 # The release's big id lists; revisions and timelines do not need them.
 _RELEASE_LISTS = tuple(
     f"release__{name}" for name in ("rule_ids", "added", "modified", "removed", "deprecated")
@@ -26,6 +31,37 @@ _BRIEF_REVISION = (
 def find_release(name: str) -> Release | None:
     """The release with this name (the latest one when several sources share it)."""
     return Release.objects.filter(name=name).order_by("-sequence").first()
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def changed_since_revisions(text: str) -> Q:
+    """The revisions ``changed_since=<text>`` selects: those of the releases of a named
+    release's source after it, or of the releases dated on or after a ``YYYY-MM-DD`` day.
+
+    Raises ``ValueError`` (with a message for people) for anything else.
+    """
+    text = text.strip()
+    release = find_release(text)
+    if release is not None:
+        return Q(release__source=release.source, release__sequence__gt=release.sequence)
+    if _DAY.fullmatch(text):
+        try:
+            day = datetime.date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            start = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+            return Q(release__released_at__gte=start)
+    names = list(Release.objects.values_list("name", flat=True)[:10])
+    known = f" (one of {', '.join(names)})" if names else " (none is imported yet)"
+    raise ValueError(f"changed_since must name a release{known} or be a date YYYY-MM-DD.")
+
+
+def latest_release_overall() -> Release | None:
+    """The newest release of any source (the home page's and the facet's "latest")."""
+    return Release.objects.defer(*(n.removeprefix("release__") for n in _RELEASE_LISTS)).first()
 
 
 def previous_release(release: Release) -> Release | None:
@@ -61,7 +97,6 @@ class Changes:
     removed: list[str]
     deprecated: list[str]
     changes: list[dict[str, Any]]
-    revisions: dict[str, RuleRevision]  # the newer revision of each modified rule
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,54 +110,47 @@ class Changes:
         }
 
 
+class _Row(NamedTuple):
+    """What a changelog reads of each revision (no YAML, no extracted rows: model instances
+    and their JSON columns cost most of the answer's time)."""
+
+    pk: int
+    sigma_id: str
+    number: int
+    content_hash: str
+    status: str
+    change_class: str
+    diff: Any
+    sequence: int
+
+
 def release_changes(release: Release, since: Release | None = None) -> Changes:
     """The changelog of one release, or of every release after ``since`` up to ``release``.
 
-    One release is read from its stored lists and the diffs stored on its revisions; a span
-    compares the two releases' rule sets and each modified rule's revision at either end.
+    Compares the two releases' rule sets; a rule in both is modified when its newest revision
+    up to ``release`` differs from its newest up to ``since``. The diff stored on the newer
+    revision is used when the two are consecutive (always, for one release), else computed.
+    A constant number of queries whatever the release's size.
     """
     older = since if since is not None else previous_release(release)
     before = set(older.rule_ids) if older else set()
     after = set(release.rule_ids)
-    both = before & after
     low = older.sequence if older else 0
-    # Every revision of a rule in both releases up to the newer one (few: only those changed
-    # in the span are fetched in full).
-    changed_ids = (
-        set(
-            RuleRevision.objects.filter(
-                release__source=release.source,
-                release__sequence__gt=low,
-                release__sequence__lte=release.sequence,
-            ).values_list("sigma_id", flat=True)
-        )
-        & both
-    )
-    newest: dict[str, RuleRevision] = {}
-    oldest: dict[str, RuleRevision] = {}
-    for revision in _revisions_of(sorted(changed_ids), release):
-        if revision.release.sequence <= low:
-            oldest[revision.sigma_id] = revision
-        else:
-            newest[revision.sigma_id] = revision
+    newest: dict[str, _Row] = {}
+    oldest: dict[str, _Row] = {}
+    for row in _span_rows(release, low) if before & after else ():
+        if row.sigma_id in before and row.sigma_id in after:
+            (oldest if row.sequence <= low else newest)[row.sigma_id] = row
+    pairs = [(oldest.get(i), newest[i]) for i in sorted(newest)]
+    pairs = [(old, new) for old, new in pairs if old and old.content_hash != new.content_hash]
+    computed = _computed_diffs([(o, n) for o, n in pairs if not _stored(o, n)])
     changes: list[dict[str, Any]] = []
     deprecated: list[str] = []
-    revisions: dict[str, RuleRevision] = {}
-    for sigma_id in sorted(newest):
-        new, old = newest[sigma_id], oldest.get(sigma_id)
-        if old is None or old.content_hash == new.content_hash:
-            continue
-        if new.diff is not None and new.number == old.number + 1:
-            entry = dict(new.diff)
-        else:
-            full = RuleRevision.objects.in_bulk([old.pk, new.pk])
-            diff = revision_diff(full[old.pk], full[new.pk])
-            entry = diff.to_dict()
-            entry["class"] = new.change_class if not diff.changed else entry["class"]
-        changes.append({"id": sigma_id, **entry})
-        revisions[sigma_id] = new
+    for old, new in pairs:
+        entry = new.diff if _stored(old, new) else computed[new.pk]
+        changes.append({"id": new.sigma_id, **entry})
         if new.status == "deprecated" and old.status != "deprecated":
-            deprecated.append(sigma_id)
+            deprecated.append(new.sigma_id)
     return Changes(
         release=release,
         since=since,
@@ -131,25 +159,68 @@ def release_changes(release: Release, since: Release | None = None) -> Changes:
         removed=sorted(before - after),
         deprecated=deprecated,
         changes=changes,
-        revisions=revisions,
     )
 
 
-def _revisions_of(sigma_ids: list[str], release: Release) -> list[RuleRevision]:
-    """Revisions of these rules up to ``release`` (its source), oldest first per rule."""
-    found: list[RuleRevision] = []
-    for start in range(0, len(sigma_ids), _CHUNK):
-        found.extend(
-            RuleRevision.objects.filter(
-                sigma_id__in=sigma_ids[start : start + _CHUNK],
-                release__source=release.source,
-                release__sequence__lte=release.sequence,
-            )
-            .select_related("release")
-            .only(*_BRIEF_REVISION)
-            .order_by("number")
+def _stored(old: _Row, new: _Row) -> bool:
+    return new.diff is not None and new.number == old.number + 1
+
+
+def _span_rows(release: Release, low: int) -> list[_Row]:
+    """The revisions of the rules changed after sequence ``low`` up to ``release``, oldest
+    first: every one in the span, and each rule's newest before it (without its diff).
+
+    Three queries whatever the size: the source's release ids, then revisions by release id
+    (an index scan each; joining releases per row cost more than the rows).
+    """
+    sequences = dict(
+        Release.objects.filter(source=release.source, sequence__lte=release.sequence).values_list(
+            "pk", "sequence"
         )
+    )
+    inside = [pk for pk, sequence in sequences.items() if sequence > low]
+    outside = [pk for pk, sequence in sequences.items() if sequence <= low]
+    span = RuleRevision.objects.filter(release_id__in=inside)
+    # The diff as text, decoded here: the JSON field's converter costs twice json.loads.
+    rows = [
+        _Row(*row[:-2], json.loads(row[-2]) if row[-2] else None, sequences[row[-1]])
+        for row in span.annotate(diff_text=Cast("diff", TextField())).values_list(
+            *_Row._fields[:-2], "diff_text", "release_id"
+        )
+    ]
+    earlier: dict[str, _Row] = {}
+    for row in (
+        RuleRevision.objects.filter(release_id__in=outside, sigma_id__in=span.values("sigma_id"))
+        .order_by("number")
+        .values_list(*_Row._fields[:5], "release_id")
+    ):
+        earlier[row[1]] = _Row(*row[:5], "", None, sequences[row[-1]])
+    return sorted([*earlier.values(), *rows], key=lambda row: row.number)
+
+
+def _computed_diffs(pairs: list[tuple[_Row, _Row]]) -> dict[int, dict[str, Any]]:
+    """The diff of each (older, newer) pair not stored (a span), keyed by the newer's pk."""
+    if not pairs:
+        return {}
+    full = RuleRevision.objects.in_bulk([pk for old, new in pairs for pk in (old.pk, new.pk)])
+    found: dict[int, dict[str, Any]] = {}
+    for old, new in pairs:
+        diff = revision_diff(full[old.pk], full[new.pk])
+        entry = diff.to_dict()
+        entry["class"] = new.change_class if not diff.changed else entry["class"]
+        found[new.pk] = entry
     return found
+
+
+def release_revisions(release: Release) -> dict[str, RuleRevision]:
+    """The newest revision of each rule written in this release (brief: no YAML)."""
+    revisions = (
+        RuleRevision.objects.filter(release=release)
+        .select_related("release")
+        .only(*_BRIEF_REVISION)
+        .order_by("number")
+    )
+    return {revision.sigma_id: revision for revision in revisions}
 
 
 def rule_revisions(sigma_id: str) -> list[RuleRevision]:

@@ -59,11 +59,37 @@ def home_stats() -> dict[str, Any]:
             Rule.objects.values_list("rule_set").annotate(n=Count("pk")).order_by("-n", "rule_set")
         ),
         "statuses": [(s, statuses[s]) for s in STATUSES if s in statuses],
+        "latest_release": latest_release_box(),
         "recent": list(
             Rule.objects.exclude(modified="")
             .order_by("-modified", "title")
             .values("rule_id", "title", "level", "modified")[:8]
         ),
+    }
+
+
+def latest_release_box() -> dict[str, Any] | None:
+    """The newest release's counts per kind of change, each linking to its release page."""
+    from catalog.queries.releases import latest_release_overall
+
+    release = latest_release_overall()
+    if release is None:
+        return None
+    url, c = release.get_absolute_url(), release.counts
+    kinds = [("added", "New", "h-added"), ("detection", "Detection changes", "h-detection"),
+             ("tuning", "Tuning (exclusions only)", "h-tuning"),
+             ("metadata", "Metadata only", "h-metadata"), ("deprecated", "Deprecated", ""),
+             ("removed", "Removed", "h-removed")]  # fmt: skip
+    return {
+        "name": release.name,
+        "source": release.source,
+        "released_at": release.released_at,
+        "url": url,
+        "rules": c.get("rules", 0),
+        "kinds": [
+            (label, c.get(key, 0), f"{url}#{anchor}" if anchor else url)
+            for key, label, anchor in kinds
+        ],  # fmt: skip
     }
 
 

@@ -15,6 +15,7 @@ from catalog.models import Release, Rule, RuleRevision
 from catalog.queries.releases import (
     find_release,
     release_changes,
+    release_revisions,
     removed_in,
     revision_diff,
     rule_revisions,
@@ -53,16 +54,14 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
             and (not wanted["tactic"] or wanted["tactic"] in _tactics(revision.tags))
         )
 
-    added = {
-        r.sigma_id: r
-        for r in RuleRevision.objects.filter(
-            release=release, sigma_id__in=changes.added[:ROW_LIMIT]
-        )
-    }
+    # The newest revision of every rule this release wrote: one query, the modified and the
+    # added rules' rows (a rule only added or changed in the release has one there).
+    written = release_revisions(release)
+    added = {i: written[i] for i in changes.added[:ROW_LIMIT] if i in written}
     rows = [
-        {"change": c, "revision": changes.revisions[c["id"]]}
+        {"change": c, "revision": written[c["id"]]}
         for c in changes.changes
-        if keep(changes.revisions[c["id"]])
+        if keep(written[c["id"]])
     ]
     by_class = {
         name: [row for row in rows if row["change"]["class"] == name] for name in CHANGE_CLASSES

@@ -33,6 +33,7 @@ SORT_LABELS = {
     "-date": "Newest",
     "date": "Oldest",
     "-modified": "Recently modified",
+    "-changed": "Last changed (newest revision first)",
 }
 
 
