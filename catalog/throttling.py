@@ -176,6 +176,27 @@ def _semaphore() -> threading.BoundedSemaphore:
         return _process_slots
 
 
+def busy_refusal() -> Throttled:
+    """The 503 for a request refused because this process's heavy slots are all taken."""
+    return Throttled(
+        "the server is busy with other large evaluations; retry shortly", wait=5, status_code=503
+    )
+
+
+def process_busy() -> bool:
+    """Whether every heavy evaluation slot of this process is taken right now.
+
+    A peek, not a reservation: the request that asks still takes its slot with
+    :func:`heavy_slot`. It lets a large body be refused before it is read and parsed, which
+    is most of the CPU a refused request would otherwise cost the threads serving others.
+    """
+    semaphore = _semaphore()
+    if semaphore.acquire(blocking=False):
+        semaphore.release()
+        return False
+    return True
+
+
 @contextmanager
 def heavy_slot(
     request: HttpRequest, scope: str = "heavy", *, process_cap: bool = True
@@ -205,11 +226,7 @@ def heavy_slot(
         semaphore = _semaphore() if process_cap else None
         if semaphore is not None and not semaphore.acquire(blocking=False):
             semaphore = None
-            raise Throttled(
-                "the server is busy with other large evaluations; retry shortly",
-                wait=5,
-                status_code=503,
-            )
+            raise busy_refusal()
         yield
     finally:
         if semaphore is not None:

@@ -18,8 +18,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.errors import BODY, ErrorSerializer, ParameterError
-from catalog.sandbox import LARGE_INPUT_HINT, MAX_BODY_BYTES, MAX_EVENTS, is_heavy, run_sandbox
-from catalog.throttling import SandboxRateThrottle, Throttled, heavy_slot
+from catalog.sandbox import (
+    HEAVY_CHARS,
+    LARGE_INPUT_HINT,
+    MAX_BODY_BYTES,
+    MAX_EVENTS,
+    is_heavy,
+    run_sandbox,
+)
+from catalog.throttling import (
+    SandboxRateThrottle,
+    Throttled,
+    busy_refusal,
+    heavy_slot,
+    process_busy,
+)
 from rules.events import Event, event_from_mapping, find_lone_surrogate, scriptblock_event
 
 MAX_RULE_IDS = 5000
@@ -213,6 +226,9 @@ class SandboxAPIView(APIView):
                 parameter=BODY,
                 status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
+        if length.isdigit() and int(length) >= HEAVY_CHARS and process_busy():
+            # A body this large is (almost always) heavy work: refuse it before parsing it.
+            raise Busy(busy_refusal())
         surrogate = find_lone_surrogate(request.data)
         if surrogate is not None:
             raise ParameterError(surrogate.message, parameter=surrogate.parameter or BODY)

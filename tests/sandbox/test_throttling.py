@@ -215,3 +215,21 @@ def test_conversion_export_holds_a_heavy_slot_while_it_streams(
     third = client.get("/api/convert/export/?target=splunk")
     assert third.status_code == 200
     third.close()
+
+
+def test_a_large_body_is_refused_before_it_is_parsed_while_the_process_is_busy(
+    client: Any, examples: None, settings: Any, monkeypatch: Any
+) -> None:
+    settings.HEAVY_PER_PROCESS = 1
+    from catalog.api import sandbox as sandbox_api
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the body of a refused request was parsed")
+
+    other = RequestFactory().post("/", REMOTE_ADDR="192.0.2.51")
+    with heavy_slot(other, "sandbox"), monkeypatch.context() as patch:
+        patch.setattr(sandbox_api.SandboxJSONParser, "parse", never)
+        refused = api(client, {"scriptblock": "x" * (70 * 1024)})
+    assert refused.status_code == 503 and int(refused["Retry-After"]) > 0
+    assert "busy" in refused.json()["detail"]
+    assert api(client, {"scriptblock": "x" * (70 * 1024)}).status_code == 200
