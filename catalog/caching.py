@@ -8,11 +8,13 @@ only if a ``{% cache %}`` fragment renders) and :func:`fingerprint_cached` (whol
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -30,12 +32,30 @@ T = TypeVar("T")
 
 CACHE_SECONDS = 3600
 PAGE_CACHE_SECONDS = 600
+_REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the code and templates that render cached pages, part of every cache key.
+
+    The shared cache outlives a deploy (file cache, Redis): without it a new release of the
+    site would serve pages rendered by the old templates until the next import. Computed
+    from file contents, so every node running the same code agrees.
+    """
+    digest = hashlib.sha1()
+    for folder, pattern in (("templates", "*.html"), ("catalog", "*.py")):
+        for path in sorted((_REPO / folder).rglob(pattern)):
+            digest.update(path.relative_to(_REPO).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def cached(name: str, fingerprint: str, build: Callable[[], T]) -> T:
     """``build()`` once per catalog state: the fingerprint is part of the key, so an import
     (which changes it) makes every page recompute on its next request."""
-    key = "pages:" + hashlib.sha1(f"{name}\x1f{fingerprint}".encode()).hexdigest()
+    text = f"{name}\x1f{fingerprint}\x1f{code_version()}"
+    key = "pages:" + hashlib.sha1(text.encode()).hexdigest()
     value = cache.get(key)
     if value is None:
         value = build()
@@ -93,7 +113,7 @@ def page_key(request: HttpRequest, name: str, params: Params) -> str:
     else:
         read = "&".join(f"{k}={params[k](request.GET.getlist(k))}" for k in sorted(params))
     origin = f"{request.scheme}://{request.get_host()}"
-    text = f"{current_fingerprint()}|{origin}{request.path}|{read}"
+    text = f"{current_fingerprint()}|{code_version()}|{origin}{request.path}|{read}"
     return f"page:{name}:{hashlib.sha1(text.encode()).hexdigest()}"
 
 

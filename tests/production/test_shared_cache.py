@@ -175,3 +175,21 @@ def test_file_cache_incr_keeps_the_expiry(tmp_path: Path) -> None:
     assert time.time() < expiry <= time.time() + 121
     with pytest.raises(ValueError):
         backend.incr("missing")
+
+
+def test_new_code_does_not_serve_pages_cached_by_the_old_code(
+    rule_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared cache outlives a deploy: a page cached by the old templates must not be
+    served once the code that renders it has changed (same catalog, same URL)."""
+    from catalog import caching
+
+    client = Client()
+    assert client.get(f"/rules/{rule_id}/").status_code == 200
+    entries = cache_entries()
+    assert client.get(f"/rules/{rule_id}/").status_code == 200
+    assert cache_entries() == entries  # same code: the cached page is reused
+    LOCAL_PAGES.items.clear()
+    monkeypatch.setattr(caching, "code_version", lambda: "a-new-deploy")
+    assert client.get(f"/rules/{rule_id}/").status_code == 200
+    assert cache_entries() > entries  # new code: the page was rendered and cached anew
