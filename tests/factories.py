@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import textwrap
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,22 @@ def rule_document_yaml(detection: Mapping[str, Any], **fields: Any) -> str:
     document = {key: value for key, value in fields.items() if value is not None}
     document["detection"] = dict(detection)
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def upload(name: str, data: bytes) -> Any:
+    """An uploaded file for a multipart form or API request."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data, content_type="application/octet-stream")
+
+
+def zip_of(files: Mapping[str, str]) -> bytes:
+    """A zip archive holding ``{member name: text}``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
 
 
 def write_rule_files(folder: Path, texts: Mapping[str, str]) -> Path:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import tarfile
-import zipfile
 from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog.models import ImportRun, Rule
 from tests.api.conftest import synthetic_rule
+from tests.factories import upload, zip_of
 from tests.jobs.conftest import run_worker
 
 pytestmark = pytest.mark.usefixtures("catalog")
@@ -31,18 +30,6 @@ def imported(client: Any, name: str, data: bytes) -> dict[str, Any]:
     run_worker()
     job: dict[str, Any] = client.get(response.json()["url"]).json()
     return job
-
-
-def upload(name: str, data: bytes) -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, data, content_type="application/octet-stream")
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
 
 
 def tar_gz_of(files: dict[str, str]) -> bytes:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 
 from tests.api.conftest import synthetic_rule
-from tests.factories import isolate_site
+from tests.factories import isolate_site, zip_of
 
 
 @pytest.fixture(autouse=True)
@@ -41,18 +38,6 @@ def staff_client(db: None) -> Client:
 @pytest.fixture
 def user_client(db: None) -> Client:
     return login("jobs-user", staff=False)
-
-
-def upload(name: str, data: bytes) -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, data, content_type="application/octet-stream")
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
 
 
 def rules_zip(count: int, start: int = 0) -> bytes:

@@ -15,7 +15,8 @@ from django.test import Client
 from catalog.jobs.models import Job
 from catalog.models import ImportRun, Rule
 from tests.api.conftest import synthetic_rule
-from tests.jobs.conftest import rules_zip, run_worker, upload, zip_of
+from tests.factories import upload, zip_of
+from tests.jobs.conftest import rules_zip, run_worker
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from catalog.jobs.models import Job
 from catalog.jobs.services import sweep_lost_jobs
 from catalog.services import import_rules
-from tests.jobs.conftest import jsonl, matching_event, run_worker, upload
+from tests.factories import upload
+from tests.jobs.conftest import jsonl, matching_event, run_worker
 
 pytestmark = pytest.mark.django_db
 
