@@ -500,6 +500,8 @@ def server_env(url: str, tmp: Path) -> dict[str, str]:
         STATIC_ROOT=str(tmp / "static"),
         CACHE_DIR=str(tmp / "cache"),
         SANDBOX_PRELOAD="1",
+        # As scripts/prod.sh ships it: heavy evaluations in helper processes (catalog/offload.py).
+        HEAVY_OFFLOAD=os.environ.get("HEAVY_OFFLOAD", "1"),
         # Rate throttles off for the run (the targets count every non-2xx); the per-process
         # heavy-work limit stays as shipped unless set in the environment.
         SANDBOX_THROTTLE=os.environ.get("SANDBOX_THROTTLE", "100000000/min"),

@@ -31,3 +31,11 @@ max_requests_jitter = 500
 limit_request_line = 8190
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
+
+
+def post_fork(server: object, worker: object) -> None:
+    """Each worker starts its own heavy-evaluation helpers (catalog.offload), never the
+    master's: a helper's pipe serves one process."""
+    from catalog import offload
+
+    offload.start()

@@ -16,6 +16,7 @@ from catalog.jobs.models import Job
 from catalog.jobs.sandbox import is_job_upload
 from catalog.jobs.services import create_job, sandbox_job_max_bytes
 from catalog.models import Rule
+from catalog.offload import OffloadFailed, run_heavy
 from catalog.sandbox import (
     LARGE_INPUT_HINT,
     MAX_BODY_BYTES,
@@ -26,7 +27,8 @@ from catalog.sandbox import (
     is_heavy,
     run_sandbox,
 )
-from catalog.throttling import Throttled, check_sandbox_rate, heavy_slot
+from catalog.throttling import Throttled, busy_refusal, check_sandbox_rate, heavy_slot
+from catalog.workbench import event_json, exclusion_value
 from rules.events import EventInputError, EventReading, read_events
 
 
@@ -68,17 +70,26 @@ def sandbox_page(request: HttpRequest) -> HttpResponse:
     status_code = 200
     try:
         reading = _page_events(request)
-        with heavy_slot(request, "sandbox") if is_heavy(reading.events) else nullcontext():
-            run = run_sandbox(
-                reading.events,
-                all_rules=context["all_rules"] or rule is not None,
-                rule_ids=[rule.rule_id] if rule else None,
-                limits=PAGE_LIMITS,
+        heavy = is_heavy(reading.events)
+        arguments: dict[str, Any] = {
+            "all_rules": context["all_rules"] or rule is not None,
+            "rule_ids": [rule.rule_id] if rule else None,
+            "limits": PAGE_LIMITS,
+        }
+        with heavy_slot(request, "sandbox") if heavy else nullcontext():
+            run = (
+                # In a helper process when HEAVY_OFFLOAD is on (catalog.offload).
+                run_heavy(run_sandbox, reading.events, **arguments)
+                if heavy
+                else run_sandbox(reading.events, **arguments)
             )
         run.read_as = reading.label
         context["run"] = run
         context["rows"] = _result_rows(run)
     except Throttled as refusal:
+        return _refused(request, context, str(refusal), refusal.wait, refusal.status_code)
+    except OffloadFailed:
+        refusal = busy_refusal()
         return _refused(request, context, str(refusal), refusal.wait, refusal.status_code)
     except (SandboxInputError, EventInputError) as exc:
         context["error"] = str(exc)
@@ -124,9 +135,9 @@ def _page_events(request: HttpRequest) -> EventReading:
         return read_events(data, kind=kind, max_events=MAX_EVENTS)
     text = request.POST.get("text", "")
     if not text.strip():
-        raise SandboxInputError("paste a scriptblock or JSON events, or choose a file")
+        raise SandboxInputError("paste a scriptblock, JSON events or event XML, or choose a file")
     kind = request.POST.get("kind", "auto")
-    if kind not in {"auto", "json", "scriptblock"}:
+    if kind not in {"auto", "json", "xml", "scriptblock"}:
         kind = "auto"
     return read_events(text, kind=kind, max_events=MAX_EVENTS)
 
@@ -155,9 +166,13 @@ def _result_rows(run: SandboxRun) -> list[dict[str, Any]]:
                     "pieces": highlight(text, field_spans),
                     "offset": offset,
                     "length": length,
+                    # The whole value, for the workbench's "Exclude this…" (catalog.workbench).
+                    "exclude": exclusion_value(event, name),
                 }
                 for (name, text, (offset, length)), field_spans in spans.items()
             ]
             matches.append({"match": match, "highlighted": highlighted})
-        rows.append({"event": event, "result": result, "matches": matches})
+        rows.append(
+            {"event": event, "result": result, "matches": matches, "event_json": event_json(event)}
+        )
     return rows

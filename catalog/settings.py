@@ -215,6 +215,13 @@ TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 HEAVY_PER_CLIENT = int(os.environ.get("HEAVY_PER_CLIENT", "2"))
 HEAVY_PER_PROCESS = int(os.environ.get("HEAVY_PER_PROCESS", "1"))
 HEAVY_SLOT_SECONDS = int(os.environ.get("HEAVY_SLOT_SECONDS", "120"))
+# HEAVY_OFFLOAD: run heavy sandbox evaluations in helper processes (catalog/offload.py), one per
+# heavy slot per web process, spawned at start, at a lower CPU priority (HEAVY_OFFLOAD_NICE), so
+# cheap requests served by the same process never wait behind them. scripts/prod.sh turns it
+# on; off, they run in the request thread (runserver, tests, commands).
+HEAVY_OFFLOAD = env_bool("HEAVY_OFFLOAD", False)
+HEAVY_OFFLOAD_NICE = int(os.environ.get("HEAVY_OFFLOAD_NICE", "5"))
+HEAVY_OFFLOAD_TIMEOUT = float(os.environ.get("HEAVY_OFFLOAD_TIMEOUT", "60"))
 # /admin/ sign-in: this many failures per address or username per window, then 429.
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_SECONDS = int(os.environ.get("LOGIN_FAILURE_SECONDS", "300"))

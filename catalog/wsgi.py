@@ -47,3 +47,18 @@ if os.environ.get("SANDBOX_PRELOAD", "").lower() in {"1", "true", "yes", "on"}:
 # the GIL for 1-2 s, and a heavy sandbox request (millions of allocations) triggers one often:
 # that was the seconds-long /healthz tail under heavy load. Shared copy-on-write pages stay so.
 gc.freeze()
+
+
+def _start_heavy_helpers() -> None:
+    """Heavy sandbox evaluations run in helper processes (catalog.offload, HEAVY_OFFLOAD):
+    start them now, not on the first heavy request. Under gunicorn's preload this module is
+    imported by the master, which must not own them: gunicorn.conf.py's post_fork starts each
+    worker's own."""
+    if "gunicorn" in sys.modules:
+        return
+    from catalog import offload
+
+    offload.start()
+
+
+_start_heavy_helpers()

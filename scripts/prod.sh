@@ -7,6 +7,8 @@ bash scripts/setup.sh
 export DEBUG=0
 export STATIC_MANIFEST=1
 export SANDBOX_PRELOAD="${SANDBOX_PRELOAD:-1}"
+# Heavy sandbox evaluations in helper processes (catalog/offload.py): the tail of cheap requests.
+export HEAVY_OFFLOAD="${HEAVY_OFFLOAD:-1}"
 if [ -z "${SECRET_KEY:-}" ]; then
   # Local trial only: a random key per data directory. Production sets SECRET_KEY itself.
   keyfile="${DATA_DIR:-var}/secret_key"

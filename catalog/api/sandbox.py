@@ -5,19 +5,21 @@ the body; its messages name the parameter at fault (``'events' is empty``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.errors import BODY, ErrorSerializer, ParameterError
+from catalog.offload import OffloadFailed, run_heavy
 from catalog.sandbox import (
     HEAVY_CHARS,
     LARGE_INPUT_HINT,
@@ -33,10 +35,17 @@ from catalog.throttling import (
     heavy_slot,
     process_busy,
 )
-from rules.events import Event, event_from_mapping, find_lone_surrogate, scriptblock_event
+from rules.events import (
+    Event,
+    EventInputError,
+    find_lone_surrogate,
+    read_events,
+    scriptblock_event,
+)
+from rules.shapes import events_from_mappings
 
 MAX_RULE_IDS = 5000
-EVENT_KEYS = ("scriptblock", "event", "events")
+EVENT_KEYS = ("scriptblock", "event", "events", "text")
 
 
 def _messages(text: str, *codes: str) -> dict[str, str]:
@@ -112,6 +121,14 @@ class SandboxRequestSerializer(serializers.Serializer):
     events = EventListField(
         required=False, help_text=f"Up to {MAX_EVENTS:,} events, evaluated in order"
     )
+    text = JSONStringField(
+        required=False,
+        help_text="Events as text in any input shape: Windows event XML (Event Viewer, "
+        "wevtutil, Splunk XmlWinEventLog), JSON or JSON lines (evtx_dump, Winlogbeat/ECS, "
+        "Hayabusa, Chainsaw); each event's 'kind' in the answer names the shape read",
+        error_messages=_messages("'text' must be a string", "invalid", "null")
+        | {"blank": "'text' is empty"},
+    )
     all_rules = JSONBooleanField(
         required=False,
         default=False,
@@ -133,6 +150,17 @@ class SandboxRequestSerializer(serializers.Serializer):
             "'rule_ids' must be an array of rule id strings", "not_a_list", "max_length"
         ),
     )
+    timestamp_field = JSONStringField(
+        required=False,
+        max_length=200,
+        help_text="The event field holding each event's time, for correlations (default: "
+        "detected from @timestamp, timestamp, TimeCreated SystemTime, UtcTime, _time, ...)",
+        error_messages=_messages("'timestamp_field' must be a string", "invalid", "null")
+        | {
+            "blank": "'timestamp_field' is empty",
+            "max_length": "'timestamp_field' is longer than 200 characters",
+        },
+    )
     explain = JSONBooleanField(
         required=False,
         default=True,
@@ -146,7 +174,7 @@ class SandboxRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError({BODY: ["the body must be a JSON object"]})
         if sum(key in data for key in EVENT_KEYS) != 1:
             raise serializers.ValidationError(
-                {BODY: ["give exactly one of 'scriptblock', 'event' or 'events'"]}
+                {BODY: ["give exactly one of 'scriptblock', 'event', 'events' or 'text'"]}
             )
         return dict(super().to_internal_value(data))
 
@@ -155,9 +183,17 @@ class SandboxRequestSerializer(serializers.Serializer):
         data = self.validated_data
         if "scriptblock" in data:
             return [scriptblock_event(data["scriptblock"])]
-        if "event" in data:
-            return [event_from_mapping(data["event"])]
-        return [event_from_mapping(item, index=i) for i, item in enumerate(data["events"])]
+        # Input shapes (rules.shapes): evtx_dump, Winlogbeat, Hayabusa, Chainsaw objects, or
+        # any shape as text (Windows event XML, JSON lines); one shape per request.
+        try:
+            if "text" in data:
+                return read_events(data["text"], max_events=MAX_EVENTS).events
+            if "event" in data:
+                return events_from_mappings([data["event"]], max_events=MAX_EVENTS).events
+            return events_from_mappings(data["events"], max_events=MAX_EVENTS).events
+        except EventInputError as exc:
+            key = next(k for k in ("text", "event", "events") if k in data)
+            raise ParameterError(str(exc), parameter=key) from None
 
 
 class SandboxJSONParser(JSONParser):
@@ -187,6 +223,11 @@ _RESULT_SCHEMA = inline_serializer(
     "SandboxResult",
     {
         "events": serializers.ListField(child=serializers.DictField()),
+        "correlations": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Correlation matches over the events in timestamp order: id, title, "
+            "type, group, events (indices), value, window, occurrences, explanation",
+        ),
         "summary": serializers.DictField(),
     },
 )
@@ -236,14 +277,27 @@ class SandboxAPIView(APIView):
         payload.is_valid(raise_exception=True)
         options = payload.validated_data
         events = payload.events_to_evaluate()
+        arguments = {
+            "all_rules": options["all_rules"],
+            "rule_ids": options.get("rule_ids"),
+            "explain": options["explain"],
+            "timestamp_field": options.get("timestamp_field"),
+        }
+        if not is_heavy(events):
+            return Response(run_sandbox(events, **arguments).to_dict())
         try:
-            with heavy_slot(request, "sandbox") if is_heavy(events) else nullcontext():
-                run = run_sandbox(
-                    events,
-                    all_rules=options["all_rules"],
-                    rule_ids=options.get("rule_ids"),
-                    explain=options["explain"],
-                )
+            with heavy_slot(request, "sandbox"):
+                # Evaluated and rendered in a helper process when HEAVY_OFFLOAD is on
+                # (catalog.offload): the web process only waits on a pipe.
+                body = run_heavy(evaluated_json, events, **arguments)
         except Throttled as refusal:
             raise Busy(refusal) from None
-        return Response(run.to_dict())
+        except OffloadFailed:
+            raise Busy(busy_refusal()) from None
+        return HttpResponse(body, content_type="application/json")
+
+
+def evaluated_json(events: list[Event], **arguments: Any) -> bytes:
+    """The finished JSON body of a sandbox answer, byte for byte what ``Response(...)``
+    renders (DRF's JSONRenderer), built where the evaluation runs."""
+    return JSONRenderer().render(run_sandbox(events, **arguments).to_dict())
