@@ -6,6 +6,15 @@ peak memory (ru_maxrss). Uses ``DATABASE_URL`` when set (the corpus is imported 
 catalog is empty), else a scratch SQLite database with the corpus imported into it::
 
     .venv/bin/python bench/bench_jobs.py [--mb 100] [--all-rules] [--corpus DIR]
+
+``--micro`` measures the engine alone, in µs per event, on the same events (no Django, no
+database): decoding a line into an event, the prefilter, and matching (prefilter included),
+every rule on every event. With ``--baseline REF`` it runs the same measurement on the engine
+(``rules/``) of the git revision REF (``git archive``, the working tree is not touched) in
+alternating subprocesses, and prints the ratios of the same run: a fair comparison on a
+shared machine::
+
+    .venv/bin/python bench/bench_jobs.py --micro --baseline HEAD [--rounds 5]
 """
 
 from __future__ import annotations
@@ -19,9 +28,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# --baseline: the subprocess measuring another revision imports its rules/ from here first.
+_ENGINE_ROOT = os.environ.get("BENCH_ENGINE_ROOT")
+if _ENGINE_ROOT:
+    sys.path.insert(0, _ENGINE_ROOT)
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "sigmahq"
 TARGET_EVENTS_PER_SECOND = 2500
 
@@ -54,6 +68,114 @@ def build_upload(corpus: Path, target: Path, megabytes: int) -> int:
     return count
 
 
+# -- the engine alone (--micro) -------------------------------------------------------------
+
+MICRO_COPIES = 10  # the regression events, repeated, per round (fresh Event objects)
+
+
+def micro_pass(corpus: Path, rounds: int) -> dict[str, float]:
+    """CPU µs per event of each engine step (median over rounds), every rule on every event.
+
+    CPU time of this process, not wall time: on a shared machine other processes' load
+    then slows both sides of a comparison alike instead of whichever ran during a spike."""
+    import gc
+    import statistics
+
+    from rules.evaluate import Evaluator
+    from rules.events import event_from_mapping
+    from rules.parse import parse_rule
+
+    rules = [
+        parse_rule(path.read_text(encoding="utf-8"), str(path))
+        for path in sorted(corpus.glob("rules*/**/*.yml"))
+    ]
+    evaluator = Evaluator(rules)
+    gc.freeze()  # as the job does (catalog/jobs/sandbox.py)
+    lines = [json.dumps(o).encode() for o in regression_objects(corpus)] * MICRO_COPIES
+    prefilter = evaluator._all.prefilter  # every rule: the --all-rules job's scope
+
+    def fresh() -> tuple[list[Any], float]:
+        started = time.process_time()
+        events = [event_from_mapping(json.loads(line), index=i) for i, line in enumerate(lines)]
+        return events, time.process_time() - started
+
+    steps: dict[str, list[float]] = {"decode": [], "prefilter": [], "match": []}
+    candidates: list[int] = []
+    for _ in range(rounds):
+        events, decode = fresh()
+        started = time.process_time()
+        candidates = [len(prefilter.event_candidates(e)) for e in events]
+        steps["prefilter"].append(time.process_time() - started)
+        events, decode = fresh()
+        started = time.process_time()
+        for e in events:
+            evaluator.match_ids(e, all_rules=True)
+        steps["match"].append(time.process_time() - started)
+        steps["decode"].append(decode)
+    out = {k: statistics.median(v) / len(lines) * 1e6 for k, v in steps.items()}
+    out["candidates"] = sum(candidates) / len(candidates)
+    return out
+
+
+def _micro_subprocess(engine_root: Path | None, corpus: Path, rounds: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(engine_root or REPO)}
+    if engine_root is not None:
+        env["BENCH_ENGINE_ROOT"] = str(engine_root)
+    else:
+        env.pop("BENCH_ENGINE_ROOT", None)
+    command = [sys.executable, __file__, "--micro", "--json", "--rounds", str(rounds),
+               "--corpus", str(corpus)]  # fmt: skip
+    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _baseline_tree(ref: str) -> Path:
+    """``rules/`` at ``ref`` in a scratch folder (git archive only reads the repository)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    archive = subprocess.run(
+        ["git", "archive", ref, "rules"], cwd=REPO, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    return root
+
+
+def micro(args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(micro_pass(args.corpus, args.rounds)))
+        return
+    if not args.baseline:
+        result = micro_pass(args.corpus, args.rounds)
+        print(_micro_line("working tree", result))
+        return
+    baseline_root = _baseline_tree(args.baseline)
+    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "current": []}
+    for _ in range(args.repeat):  # alternate, so both sides see the same machine load
+        runs["baseline"].append(_micro_subprocess(baseline_root, args.corpus, args.rounds))
+        runs["current"].append(_micro_subprocess(None, args.corpus, args.rounds))
+    import statistics
+
+    medians = {
+        side: {k: statistics.median(r[k] for r in results) for k in results[0]}
+        for side, results in runs.items()
+    }
+    print(_micro_line(f"baseline ({args.baseline})", medians["baseline"]))
+    print(_micro_line("working tree", medians["current"]))
+    base, cur = medians["baseline"], medians["current"]
+    print(
+        f"ratio baseline/working tree: prefilter {base['prefilter'] / cur['prefilter']:.2f}x, "
+        f"match {base['match'] / cur['match']:.2f}x, "
+        f"decode+match {(base['decode'] + base['match']) / (cur['decode'] + cur['match']):.2f}x"
+    )
+
+
+def _micro_line(label: str, r: dict[str, float]) -> str:
+    return (
+        f"{label}: decode {r['decode']:.1f} µs/event, prefilter {r['prefilter']:.1f} µs/event "
+        f"({r['candidates']:.1f} candidates), match (prefilter included) {r['match']:.1f} "
+        f"µs/event = {1e6 / (r['decode'] + r['match']):,.0f} events/s decoded and matched"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=100)
@@ -62,7 +184,15 @@ def main() -> None:
         "--all-rules", action="store_true",
         help="evaluate every rule on every event (default: the sandbox's logsource scoping)",
     )  # fmt: skip
+    parser.add_argument("--micro", action="store_true", help="the engine alone, µs per event")
+    parser.add_argument("--baseline", metavar="REF", help="--micro: compare with rules/ at REF")
+    parser.add_argument("--rounds", type=int, default=5, help="--micro: rounds per process")
+    parser.add_argument("--repeat", type=int, default=3, help="--baseline: processes per side")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.micro:
+        micro(args)
+        return
     scratch = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
     os.environ.setdefault("DATA_DIR", str(scratch / "data"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")

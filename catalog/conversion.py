@@ -27,8 +27,10 @@ from rules.convert import (
     TARGETS,
     ConversionResult,
     Converter,
+    CustomPipeline,
     PipelineSpec,
     TargetSpec,
+    Verdict,
     backend_version,
     resolve_options,
     result_from_outputs,
@@ -61,6 +63,7 @@ def _from_row(row: Conversion, rule: Rule) -> ConversionResult:
         error_kind=row.error_kind or None,
         filename=rule_filename(rule),
         version=row.backend_version,
+        verdict=Verdict(row.verifier, row.problem or None, tuple(row.fixes or ())),
     )
 
 
@@ -76,6 +79,9 @@ def _row(rule: Rule, result: ConversionResult) -> Conversion:
         error=result.error or "",
         error_kind=result.error_kind or "",
         seconds=result.seconds,
+        verifier=result.verifier,
+        problem=result.problem or "",
+        fixes=list(result.fixes),
     )
 
 
@@ -136,6 +142,19 @@ def get_conversion(
     result = Converter(spec.id, pipe.id, fmt).convert(rule.raw_yaml, filename=rule_filename(rule))
     _store([rule], [result])
     return result, False
+
+
+def convert_with_pipeline(
+    rule: Rule,
+    target: str | None,
+    pipeline: str | None,
+    output_format: str | None,
+    custom: CustomPipeline,
+) -> ConversionResult:
+    """One rule with a user's own pipeline: converted every time, never cached."""
+    spec, pipe, fmt = resolve_options(target, pipeline, output_format)
+    converter = Converter(spec.id, pipe.id, fmt, custom=custom)
+    return converter.convert(rule.raw_yaml, filename=rule_filename(rule))
 
 
 def convert_rules(
@@ -207,9 +226,33 @@ class TargetSummary:
     total: int = 0
     converted: int = 0
     failed: int = 0
+    verified: int = 0
+    fixed: int = 0
+    invalid: int = 0
     from_cache: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
+    problems: list[Failure] = field(default_factory=list)
+
+    @property
+    def unchecked(self) -> int:
+        """Converted queries no check applies to (formats other than the query itself)."""
+        return self.converted - self.verified - self.fixed - self.invalid
+
+    def count(self, result: ConversionResult) -> None:
+        """Add one result to the counts (converted / verified / fixed / invalid / failed)."""
+        self.total += 1
+        if not result.ok:
+            self.failed += 1
+            return
+        self.converted += 1
+        status = result.status
+        if status == "verified":
+            self.verified += 1
+        elif status == "fixed":
+            self.fixed += 1
+        elif status == "invalid":
+            self.invalid += 1
 
     @property
     def missing(self) -> int:
@@ -269,15 +312,14 @@ def warm(
     summary = TargetSummary(spec, pipe, fmt)
     started = time.perf_counter()
     for rule, result, cached in convert_rules(rules, spec.id, pipe.id, fmt, force=force):
-        summary.total += 1
         summary.from_cache += cached
-        if result.ok:
-            summary.converted += 1
-        else:
-            summary.failed += 1
+        summary.count(result)
+        if not result.ok:
             summary.failures.append(
                 Failure(rule.rule_id, rule.title, result.error_kind or "", result.error or "")
             )
+        elif result.problem:
+            summary.problems.append(Failure(rule.rule_id, rule.title, "invalid", result.problem))
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -295,7 +337,11 @@ def report(
     counts = {
         (row["target"], row["pipeline"], row["backend_version"]): row
         for row in current.values("target", "pipeline", "backend_version").annotate(
-            ok=Count("pk", filter=Q(error="")), failed=Count("pk", filter=~Q(error=""))
+            ok=Count("pk", filter=Q(error="")),
+            failed=Count("pk", filter=~Q(error="")),
+            invalid=Count("pk", filter=Q(error="") & ~Q(problem="")),
+            fixed=Count("pk", filter=Q(error="", problem="") & ~Q(fixes=[])),
+            verified=Count("pk", filter=Q(error="", problem="", fixes=[]) & ~Q(verifier="")),
         )
     }
     summaries: list[TargetSummary] = []
@@ -312,7 +358,10 @@ def report(
             summary = TargetSummary(spec, PIPELINES[pipeline_id], output_format, total=total)
             if row is not None:
                 summary.converted, summary.failed = row["ok"], row["failed"]
+                summary.verified, summary.fixed = row["verified"], row["fixed"]
+                summary.invalid = row["invalid"]
                 summary.failures = _failures(current, spec.id, pipeline_id, version)
+                summary.problems = _problems(current, spec.id, pipeline_id, version)
             summaries.append(summary)
     return summaries
 
@@ -327,3 +376,16 @@ def _failures(
         .values_list("rule__rule_id", "rule__title", "error_kind", "error")
     )
     return [Failure(*values) for values in failed]
+
+
+def _problems(
+    rows: QuerySet[Conversion], target: str, pipeline: str, version: str
+) -> list[Failure]:
+    """Converted queries that do not parse (the parser's message as the reason)."""
+    invalid = (
+        rows.filter(target=target, pipeline=pipeline, backend_version=version, error="")
+        .exclude(problem="")
+        .order_by("problem", "rule__title")
+        .values_list("rule__rule_id", "rule__title", "problem")
+    )
+    return [Failure(rule_id, title, "invalid", problem) for rule_id, title, problem in invalid]

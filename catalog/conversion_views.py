@@ -21,16 +21,23 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_safe
 
-from catalog.conversion import get_conversion, report
+from catalog.conversion import convert_with_pipeline, get_conversion, report
 from catalog.models import Rule
+from catalog.throttling import check_sandbox_rate
 from rules.convert import (
     DEFAULT_TARGET,
     EXPORT_FORMATS,
     PIPELINES,
     TARGETS,
+    CustomPipeline,
+    PipelineYAMLError,
+    parse_custom_pipeline,
 )
+from rules.convert.pipelines import MAX_PIPELINE_BYTES
+from rules.convert.registry import CUSTOM_PIPELINE_FILE
 
 # --------------------------------------------------------------------------- page section
 
@@ -51,11 +58,33 @@ def _choose(params: QueryDict) -> tuple[str, str, str | None]:
     return target, pipeline or spec.default_pipeline, notice
 
 
+def _custom(request: HttpRequest | None) -> tuple[str, CustomPipeline | None, str | None]:
+    """(pasted YAML, validated pipeline, error naming the line) of a POSTed convert form."""
+    if request is None or request.method != "POST":
+        return "", None, None
+    text = request.POST.get("pipeline_yaml", "")
+    if not text.strip():
+        return text, None, None
+    try:
+        return text, parse_custom_pipeline(text), None
+    except PipelineYAMLError as exc:
+        return text, None, exc.message
+
+
 def conversion_context(request: HttpRequest | None, rule: Rule) -> dict[str, Any]:
-    """Everything ``rules/_convert.html`` shows for one rule (converting only on a miss)."""
+    """Everything ``rules/_convert.html`` shows for one rule (converting only on a miss).
+
+    A POST of the convert page carries a pasted pipeline: that conversion is never cached.
+    """
     params = request.GET if request is not None else QueryDict()
+    if request is not None and request.method == "POST":
+        params = request.POST
     target, pipeline, notice = _choose(params)
-    result, cached = get_conversion(rule, target, pipeline)
+    pasted, custom, custom_error = _custom(request)
+    if custom is not None:
+        result, cached = convert_with_pipeline(rule, target, pipeline, None, custom), False
+    else:
+        result, cached = get_conversion(rule, target, pipeline)
     spec, pipe = TARGETS[target], PIPELINES[pipeline]
     query = urlencode({"target": target, "pipeline": pipeline})
     base = request.path if request is not None else rule.get_absolute_url()
@@ -69,10 +98,31 @@ def conversion_context(request: HttpRequest | None, rule: Rule) -> dict[str, Any
         "targets": [{"spec": t, "selected": t.id == target} for t in TARGETS.values()],
         "pipelines": [{"spec": PIPELINES[p], "selected": p == pipeline} for p in spec.pipelines],
         "share_url": f"{base}?{query}#convert",
+        "verifier_label": VERIFIER_LABELS.get(result.verifier, ""),
         "page_url": _url("conversion:rule-convert", rule.rule_id, query=query),
         "api_url": _url("api:rule-convert", rule.rule_id, query=query),
         "report_url": _url("conversion:report"),
+        "pipeline_yaml": pasted,
+        "custom": custom,
+        "custom_error": custom_error,
+        "custom_file": CUSTOM_PIPELINE_FILE,
+        "status_label": STATUS_LABELS.get(result.status, ""),
     }
+
+
+STATUS_LABELS = {
+    "verified": "Parses",
+    "fixed": "Parses after a fix",
+    "invalid": "Does not parse",
+    "unchecked": "Not checked",
+}
+VERIFIER_LABELS = {
+    "luqum": "the Lucene grammar (luqum)",
+    "eql": "Elastic's EQL parser (eql)",
+    "python": "Python's parser (never run)",
+    "json": "a JSON parser",
+    "lexical": "a lexical check (quotes, brackets, placeholders)",
+}
 
 
 def _url(name: str, *args: str, query: str = "") -> str:
@@ -80,11 +130,31 @@ def _url(name: str, *args: str, query: str = "") -> str:
     return f"{url}?{query}" if query else url
 
 
-@require_safe
+@csrf_exempt  # a POST converts and stores nothing; the page may be served from a cache
+@require_http_methods(["GET", "HEAD", "POST"])
 def rule_convert(request: HttpRequest, rule_id: str) -> HttpResponse:
-    """A page of its own for one rule's conversions (the same section as on the rule page)."""
+    """A page of its own for one rule's conversions (the same section as on the rule page).
+
+    POST: the form with a pasted pipeline YAML (converted, never cached); a broken pipeline
+    is a 400 page whose message names the line.
+    """
     rule = get_object_or_404(Rule, rule_id=rule_id)
-    return render(request, "conversion/rule_convert.html", {"rule": rule})
+    status = 200
+    if request.method == "POST":
+        if len(request.POST.get("pipeline_yaml", "")) > MAX_PIPELINE_BYTES * 2:
+            status = 413
+        elif _custom(request)[2] is not None:
+            status = 400
+        elif check_sandbox_rate(request) is not None:
+            status = 429
+        if status == 413 or status == 429:
+            message = (
+                "The pipeline is too large."
+                if status == 413
+                else "Too many conversions with a pasted pipeline; try again in a minute."
+            )
+            return HttpResponse(message, status=status, content_type="text/plain")
+    return render(request, "conversion/rule_convert.html", {"rule": rule}, status=status)
 
 
 # --------------------------------------------------------------------------- report

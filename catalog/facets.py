@@ -17,8 +17,15 @@ from urllib.parse import urlencode
 from django.db.models import Count, QuerySet
 from django.http import QueryDict
 
-from catalog.filters import LEVELS, STATUSES, RuleFilterSet, sort_rules
-from catalog.models import Rule
+from catalog.filters import (
+    CHECK_ANY,
+    LEVELS,
+    REGRESSION_STATES,
+    STATUSES,
+    RuleFilterSet,
+    sort_rules,
+)
+from catalog.models import Rule, RuleFinding, RuleRegression
 from catalog.presentation import NAMESPACE_LABELS
 from catalog.queries import scoped, tactic_rows
 from rules import attack
@@ -43,13 +50,15 @@ FACETS: tuple[FacetSpec, ...] = (
     FacetSpec("rule_set", "Rule set"),
     FacetSpec("author", "Author"),
     FacetSpec("changed_since", "Changed"),
+    FacetSpec("check", "Checks"),
+    FacetSpec("regression", "Regression test"),
 )
 FILTER_NAMES = tuple(RuleFilterSet.base_filters)
 FACET_LIMIT = 40  # values rendered per facet; the rest are reachable by search
 FACET_VISIBLE = 8  # shown before "more"
 # Chip names of the filters that are not facets.
 OTHER_FILTER_LABELS = {"q": "Search", "tag": "Tag", "indicator": "Indicator",
-                       "exclusion": "Exclusion"}  # fmt: skip
+                       "exclusion": "Exclusion", "fires": "Can fire with"}  # fmt: skip
 
 
 class FacetCount(NamedTuple):
@@ -174,6 +183,26 @@ def _changed_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
     return [FacetCount(before, label, count)] if count else []
 
 
+def _check_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
+    """"Has findings" first, then each validator by the number of rules it flags."""
+    findings = scoped(RuleFinding.objects.all(), rules, "rule_id")
+    rows = (
+        findings.values_list("validator")
+        .annotate(n=Count("rule_id", distinct=True))
+        .order_by("-n", "validator")
+    )
+    flagged = findings.values("rule_id").distinct().count()
+    found = [FacetCount(CHECK_ANY, "Has findings", flagged)] if flagged else []
+    return found + [FacetCount(name, name, n) for name, n in rows]
+
+
+def _regression_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
+    from catalog.queries.quality import regression_counts
+
+    counts = regression_counts(scoped(RuleRegression.objects.all(), rules, "rule_id"))
+    return [FacetCount(k, label, counts[k]) for k, label in REGRESSION_STATES.items() if counts[k]]
+
+
 def _ordered(counts: FacetCounts, order: Sequence[str]) -> FacetCounts:
     rank = {value: i for i, value in enumerate(order)}
     return sorted(counts, key=lambda row: rank.get(row.value, len(rank)))
@@ -191,6 +220,8 @@ COUNTERS: dict[str, Callable[[QuerySet[Rule] | None], FacetCounts]] = {
     "rule_set": lambda rules: _column_counts(rules, "rule_set"),
     "author": _author_counts,
     "changed_since": _changed_counts,
+    "check": _check_counts,
+    "regression": _regression_counts,
 }
 
 

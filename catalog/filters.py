@@ -15,10 +15,18 @@ from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 
-from catalog.models import Rule, RuleRevision
+from catalog.models import Rule, RuleFinding, RuleRegression, RuleRevision
 
 LEVELS = ["informational", "low", "medium", "high", "critical"]
 STATUSES = ["stable", "test", "experimental", "deprecated", "unsupported"]
+# Issue 14: ``check=any|none|<validator>`` and ``regression=<one of these>``.
+CHECK_ANY, CHECK_NONE = "any", "none"
+REGRESSION_STATES = {
+    "tested": "Has a regression test",
+    "passed": "Regression test passes",
+    "failed": "Regression test fails",
+    "missing": "Names a regression test the corpus lacks",
+}
 SORTS = {
     "relevance": None,
     "title": ("title",),
@@ -71,6 +79,26 @@ class ChangedSinceFilter(django_filters.Filter):
     field_class = ChangedSinceField
 
 
+class ProfileField(forms.CharField):
+    """A telemetry profile in its URL form (``/coverage/?p=``), cleaned to a Profile."""
+
+    def clean(self, value: Any) -> Any:
+        text = super().clean(value)
+        if not text:
+            return None
+        from catalog.queries.telemetry import decode_profile
+        from rules.coverage import ProfileError
+
+        try:
+            return decode_profile(text)
+        except ProfileError as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from exc
+
+
+class ProfileFilter(django_filters.Filter):
+    field_class = ProfileField
+
+
 class RuleFilterSet(django_filters.FilterSet):
     """Filters named like the catalog facets; every value is a plain query parameter."""
 
@@ -88,6 +116,17 @@ class RuleFilterSet(django_filters.FilterSet):
     rule_set = django_filters.CharFilter(field_name="rule_set")
     indicator = django_filters.NumberFilter(method="filter_indicator")
     exclusion = django_filters.NumberFilter(method="filter_exclusion")
+    check = django_filters.CharFilter(
+        method="filter_check",
+        help_text="Validator findings: 'any', 'none', or a validator identifier",
+    )
+    fires = ProfileFilter(
+        method="filter_fires",
+        help_text="Rules that can fire with a telemetry profile (the p= value of /coverage/)",
+    )
+    regression = django_filters.ChoiceFilter(
+        choices=list(REGRESSION_STATES.items()), method="filter_regression"
+    )
     changed_since = ChangedSinceFilter(
         method="filter_changed_since",
         help_text="Added or changed after this release, or on or after this date (YYYY-MM-DD)",
@@ -129,6 +168,33 @@ class RuleFilterSet(django_filters.FilterSet):
         if pk is None:
             return queryset.none()
         return _across(queryset, Q(rule_exclusions__exclusion_id=pk))
+
+    def filter_check(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
+        value = value.strip()
+        if value == CHECK_ANY:
+            return queryset.filter(pk__in=RuleFinding.objects.values("rule_id"))
+        if value == CHECK_NONE:
+            return queryset.exclude(pk__in=RuleFinding.objects.values("rule_id"))
+        return queryset.filter(pk__in=RuleFinding.objects.filter(validator=value).values("rule_id"))
+
+    def filter_fires(self, queryset: QuerySet[Rule], name: str, value: Any) -> QuerySet[Rule]:
+        if value is None:
+            return queryset
+        from catalog.queries.telemetry import coverage_answer
+
+        result, _ = coverage_answer(value)
+        return queryset.filter(rule_id__in=result.firable)
+
+    def filter_regression(
+        self, queryset: QuerySet[Rule], name: str, value: str
+    ) -> QuerySet[Rule]:
+        runs = {
+            "tested": Q(tested=True),
+            "passed": Q(tested=True, passed=True),
+            "failed": Q(tested=True, passed=False),
+            "missing": Q(tested=False),
+        }[value]
+        return queryset.filter(pk__in=RuleRegression.objects.filter(runs).values("rule_id"))
 
     def filter_changed_since(
         self, queryset: QuerySet[Rule], name: str, value: Q | None

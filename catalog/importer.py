@@ -22,6 +22,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from catalog.correlations import split_sources, write_meta_documents
+from catalog.evidence import add_evidence, evidence_enabled, write_evidence
 from catalog.import_rows import (
     ChangedRule,
     ImportPlan,
@@ -134,6 +136,9 @@ def import_rules(
     try:
         files, refusals = _read_sources(paths)
         report.errors.extend(FileError(r.path, r.reason, r.code) for r in refusals)
+        # Correlation and filter documents are set aside; multi-document files are split.
+        files, meta_documents, unsplit = split_sources(files)
+        report.errors.extend(FileError(path, error, code) for path, error, code in unsplit)
         if prune and (not files or any(r.code in _UNREADABLE_ROOT for r in refusals)):
             # A typo in a path must not empty the catalog.
             raise ValueError("refusing to prune: a path was missing, unreadable or empty")
@@ -141,6 +146,8 @@ def import_rules(
         plan = _plan(files, report, progress)
         with transaction.atomic():
             write_plan(plan, report, prune=prune, rule_set=rule_set)
+            write_meta_documents(meta_documents, report, prune=prune)
+            write_evidence(plan, catalog_changed=bool(plan.new or plan.changed or report.pruned))
             report.release = record_release(target, plan)
     except Exception as exc:
         report.seconds = time.perf_counter() - started
@@ -300,7 +307,8 @@ def _parse_all(items: list[SourceFile]) -> Iterator[ParsedRule | RuleError]:
     threaded web server inherits other threads' locks and can hang forever, so any other
     thread parses serially.
     """
-    jobs = [(source.data, source.catalog_path) for source in items]
+    evidence = evidence_enabled()
+    jobs = [(source.data, source.catalog_path, source.path, evidence) for source in items]
     workers = min(os.cpu_count() or 1, 4)
     if (
         workers < 2
@@ -315,12 +323,15 @@ def _parse_all(items: list[SourceFile]) -> Iterator[ParsedRule | RuleError]:
         yield from pool.imap(_parse_job, jobs, chunksize=64)
 
 
-def _parse_job(job: tuple[bytes, str]) -> ParsedRule | RuleError:
-    data, path = job
+def _parse_job(job: tuple[bytes, str, str, bool]) -> ParsedRule | RuleError:
+    data, path, file_path, evidence = job
     try:
         parsed = parse_rule(data, path)
     except RuleError as exc:
         return exc
+    if evidence:
+        # Validation and the regression replay need the pySigma object dropped below.
+        add_evidence(parsed, file_path)
     # The pySigma object and the raw mapping are not needed for writing and cost pickling.
     parsed.sigma = None
     parsed.document = {}

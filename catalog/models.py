@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.urls import reverse
@@ -269,6 +270,11 @@ class Conversion(models.Model):
     error = models.TextField(blank=True)
     error_kind = models.CharField(max_length=30, blank=True)
     seconds = models.FloatField(default=0)
+    # The check of the query (rules.convert.verify): which parser, its message when the query
+    # does not parse, and the certain fixes applied to ``outputs``.
+    verifier = models.CharField(max_length=20, blank=True)
+    problem = models.TextField(blank=True)
+    fixes = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -372,3 +378,215 @@ class RuleRevision(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:rule-revision", args=[self.sigma_id, self.number])
+
+
+# --- Stored release changelogs (issue 12): the changes API reads one row --------------------
+
+
+class ReleaseChanges(models.Model):
+    """A release's changes API answer (against the release before it), rendered as JSON by
+    :mod:`catalog.releases` when an import writes the release, so the API serves it as is.
+
+    Rewritten whenever an import changes the release or ``--force`` reorders its source's
+    releases, each time with a new random ``version``: the versions of a source's answers
+    name the state of its history (the ``?since=`` answers are cached under them).
+    """
+
+    release = models.OneToOneField(Release, on_delete=models.CASCADE, related_name="changelog")
+    payload = models.TextField()
+    version = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"changes of {self.release_id}"
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 14: evidence on every rule (written at import by catalog.evidence)
+# --------------------------------------------------------------------------------------------
+
+
+class RuleFinding(models.Model):
+    """One validator finding (:mod:`rules.validate`) on a rule's current revision.
+
+    ``content_hash`` names the revision it was found on (``RuleRevision.content_hash``):
+    findings are replaced whenever the rule's file changes.
+    """
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="findings")
+    content_hash = models.CharField(max_length=64)
+    position = models.PositiveSmallIntegerField(default=0)
+    validator = models.CharField(max_length=100, db_index=True)
+    severity = models.CharField(max_length=20, db_index=True)
+    message = models.TextField()
+    line = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rule_id", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.validator}: {self.message}"
+
+
+class RuleRegression(models.Model):
+    """The replay of a rule's regression samples (:mod:`rules.regression`) at import.
+
+    One row per rule that declares ``regression_tests_path``; ``tested`` is False when the
+    corpus did not ship the data (``error`` says why).
+    """
+
+    rule = models.OneToOneField(Rule, on_delete=models.CASCADE, related_name="regression")
+    content_hash = models.CharField(max_length=64)
+    declared = models.CharField(max_length=1000)
+    tested = models.BooleanField(default=False, db_index=True)
+    passed = models.BooleanField(default=False, db_index=True)
+    samples = models.PositiveIntegerField(default=0)
+    matches = models.PositiveIntegerField(default=0)
+    provider = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    tests = models.JSONField(default=list)
+    sample_json = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.declared} ({'passed' if self.passed else 'not passed'})"
+
+
+class RelatedRule(models.Model):
+    """A rule related to another, precomputed at import so a rule page reads them at once.
+
+    ``relation`` is ``similar`` (shares indicator identities: ``score`` is the Jaccard score,
+    ``shared`` the identities) or a Sigma ``related:`` type (``derived``, ``obsolete``,
+    ``merged``, ``renamed``, ``similar``...) with ``direction`` ``out`` (this rule names the
+    other) or ``in`` (the other rule names this one). ``other`` is null when the named id is
+    not in the catalog.
+    """
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="related_rules")
+    other = models.ForeignKey(
+        Rule, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    other_sigma_id = models.CharField(max_length=100)
+    relation = models.CharField(max_length=30)
+    direction = models.CharField(max_length=3, blank=True)
+    rank = models.PositiveSmallIntegerField(default=0)
+    score = models.FloatField(default=0, db_index=True)
+    shared = models.JSONField(default=list)
+    shared_count = models.PositiveIntegerField(default=0)
+    same_logsource = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["rule_id", "rank"]
+
+    def __str__(self) -> str:
+        return f"{self.relation} {self.other_sigma_id}"
+
+
+# --- Workbench drafts (issue 13): rule drafts a signed-in user chose to save ---------------
+
+
+class Draft(models.Model):
+    """A rule draft saved from the workbench. Private: only its owner lists or opens it.
+
+    Nothing typed in the workbench is stored unless the user presses "Save" (the share link
+    keeps a draft in the URL fragment, which never reaches the server).
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workbench_drafts"
+    )
+    title = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.title or f"draft {self.pk}"
+
+
+# --- Correlations and meta filters (issue 16): Sigma correlation and filter documents --------
+
+
+class Correlation(models.Model):
+    """A Sigma correlation document (``correlation:``), keyed by its Sigma ``id``.
+
+    ``rules`` keeps the references as written (ids or names); :class:`CorrelationReference`
+    rows say what each resolved to at import (a rule, or another correlation for chains).
+    """
+
+    correlation_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True, db_index=True)
+    title = models.CharField(max_length=500)
+    description = models.TextField(blank=True)
+    level = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=20, blank=True)
+    type = models.CharField(max_length=30)
+    timespan = models.CharField(max_length=20)
+    seconds = models.FloatField()
+    group_by = models.JSONField(default=list)
+    condition = models.JSONField(default=dict)  # the condition as written (mapping or text)
+    condition_text = models.CharField(max_length=500, blank=True)
+    aliases = models.JSONField(default=dict)
+    generate = models.BooleanField(default=False)
+    document = models.JSONField(default=dict)  # the correlation document (for the engine)
+    raw_yaml = models.TextField()  # the whole file (pySigma converts the collection from it)
+    source_path = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "correlation_id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:correlation-detail", args=[self.correlation_id])
+
+
+class CorrelationReference(models.Model):
+    """One entry of a correlation's ``rules``, resolved to a rule or a correlation."""
+
+    correlation = models.ForeignKey(Correlation, on_delete=models.CASCADE, related_name="refs")
+    position = models.PositiveSmallIntegerField()
+    reference = models.CharField(max_length=200)
+    rule = models.ForeignKey(
+        Rule, null=True, blank=True, on_delete=models.SET_NULL, related_name="correlation_refs"
+    )
+    target = models.ForeignKey(
+        Correlation, null=True, blank=True, on_delete=models.SET_NULL, related_name="used_by"
+    )
+
+    class Meta:
+        ordering = ["correlation_id", "position"]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class MetaFilter(models.Model):
+    """A Sigma meta filter document (``filter:``): suppresses matches of the rules it names."""
+
+    filter_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    title = models.CharField(max_length=500)
+    description = models.TextField(blank=True)
+    product = models.CharField(max_length=100, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    service = models.CharField(max_length=100, blank=True)
+    any_rule = models.BooleanField(default=False)
+    references = models.JSONField(default=list)
+    detection = models.JSONField(default=dict)
+    condition = models.CharField(max_length=1000)
+    raw_yaml = models.TextField()
+    source_path = models.CharField(max_length=1000, blank=True)
+    rules = models.ManyToManyField(Rule, blank=True, related_name="meta_filters")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "filter_id"]
+
+    def __str__(self) -> str:
+        return self.title

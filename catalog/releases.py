@@ -4,8 +4,10 @@
 checkout's ``git describe``, or the date) and refuses an older release after a newer one;
 :func:`record_release` runs inside the importer's transaction after the rows are written and
 keeps one :class:`RuleRevision` per distinct content of a rule (with the semantic diff from
-the previous one, :mod:`rules.diff`), the release's id lists, and removes the rules a full
-release of the source no longer has (their history and page stay).
+the previous one, :mod:`rules.diff`), the release's id lists and its changes API answer
+(one computation, :func:`catalog.queries.releases.release_changes`, stored as JSON in
+:class:`~catalog.models.ReleaseChanges`), and removes the rules a full release of the source
+no longer has (their history and page stay).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import re
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from catalog.import_rows import insert_rows
-from catalog.models import Release, Rule, RuleRevision
+from catalog.models import Release, ReleaseChanges, Rule, RuleRevision
 from rules.diff import (
     CHANGE_CLASSES,
     METADATA,
@@ -221,7 +224,7 @@ def record_release(target: ReleaseTarget, plan: ImportPlan) -> ReleaseSummary:
 
     Re-importing a release whose files did not change writes nothing at all.
     """
-    release, previous = _release_row(target)
+    release, previous, moved_from = _release_row(target)
     before = set(release.rule_ids if target.existing else previous.rule_ids if previous else [])
     present = set(plan.seen_ids) | _failed_but_present(plan, before)
     if target.snapshot and before and not present:
@@ -229,25 +232,66 @@ def record_release(target: ReleaseTarget, plan: ImportPlan) -> ReleaseSummary:
         raise ReleaseRefused(f"release {target.name} has no rule; refusing to remove them all")
     members = present if target.snapshot else before | present
     written = _write_revisions(release, plan)
-    removed = (set(previous.rule_ids) if previous else set()) - members
     if target.snapshot:
         _remove_rules(before - members)
     summary = ReleaseSummary(release.name, release.source, revisions_written=written)
-    if target.existing and not written and members == set(release.rule_ids):
+    if target.existing and not written and members == set(release.rule_ids) and not moved_from:
         summary.counts = dict(release.counts)
         return summary
-    _fill_lists(release, previous, members, removed)
-    release.save()
+    release.rule_ids = sorted(members)
+    rewritten = [release]
+    if moved_from:
+        # --force moved the release to the end: the releases that followed it now follow
+        # the one before it, so their lists and stored answers are computed again.
+        rewritten = [*_releases_after(release, moved_from), release]
+    for row in rewritten:
+        _store_changes(row)
     summary.counts = dict(release.counts)
     return summary
 
 
-def _release_row(target: ReleaseTarget) -> tuple[Release, Release | None]:
-    """The release row (new, or the existing one) and the release before it."""
+def _releases_after(moved: Release, sequence: int) -> list[Release]:
+    """The releases that followed ``moved`` (which was at ``sequence``), in order."""
+    later = Release.objects.filter(source=moved.source, sequence__gt=sequence)
+    return list(later.exclude(pk=moved.pk).order_by("sequence"))
+
+
+def _store_changes(release: Release) -> None:
+    """The release's changelog against the release before it, computed from its revisions
+    once: its id lists and counts, and the changes API's answer stored as JSON with a new
+    version (the ``?since=`` answers cached under the old one are not read again)."""
+    # catalog.queries.releases reads revisions through this module: imported here.
+    from catalog.queries.releases import release_changes, render_changes
+
+    changes = release_changes(release)
+    classes = dict.fromkeys(CHANGE_CLASSES, 0)
+    for entry in changes.changes:
+        if entry["class"] in classes:
+            classes[entry["class"]] += 1
+    release.added, release.modified = changes.added, changes.modified
+    release.removed, release.deprecated = changes.removed, changes.deprecated
+    release.counts = {
+        "rules": len(release.rule_ids),
+        **{key: len(getattr(changes, key)) for key in ("added", "modified", "removed")},
+        "deprecated": len(changes.deprecated),
+        **classes,
+    }
+    release.save()
+    ReleaseChanges.objects.update_or_create(
+        release=release,
+        defaults={"payload": render_changes(changes), "version": uuid.uuid4().hex},
+    )
+
+
+def _release_row(target: ReleaseTarget) -> tuple[Release, Release | None, int]:
+    """The release row (new, or the existing one), the release before it, and the sequence
+    it was moved from (0 when it was not moved)."""
+    moved_from = 0
     if target.existing is not None:
         release = target.existing
         latest = latest_release(target.source)
         if latest is not None and latest.pk != release.pk:  # --force: it becomes the latest
+            moved_from = release.sequence
             release.sequence = latest.sequence + 1
             release.save(update_fields=["sequence"])
     else:
@@ -264,7 +308,7 @@ def _release_row(target: ReleaseTarget) -> tuple[Release, Release | None]:
         .order_by("-sequence")
         .first()
     )
-    return release, previous
+    return release, previous, moved_from
 
 
 def _failed_but_present(plan: ImportPlan, before: set[str]) -> set[str]:
@@ -401,40 +445,3 @@ def _remove_rules(sigma_ids: set[str]) -> None:
     for start in range(0, len(pks), _CHUNK):
         Rule.objects.filter(pk__in=pks[start : start + _CHUNK]).delete()
     _refresh_counts()
-
-
-def _fill_lists(
-    release: Release, previous: Release | None, members: set[str], removed: set[str]
-) -> None:
-    """The release's id lists and counts, against the release before it."""
-    before = set(previous.rule_ids) if previous else set()
-    # The last revision of each rule in this release decides its class (a release imported
-    # again may hold two revisions of one rule).
-    last: dict[str, tuple[str, str, Any]] = {}
-    for sigma_id, status, change_class, diff in (
-        RuleRevision.objects.filter(release=release)
-        .order_by("number")
-        .values_list("sigma_id", "status", "change_class", "diff")
-    ):
-        if sigma_id in before and sigma_id in members:
-            last[sigma_id] = (status, change_class, diff)
-    classes = dict.fromkeys(CHANGE_CLASSES, 0)
-    deprecated: set[str] = set()
-    for sigma_id, (status, change_class, diff) in last.items():
-        if change_class in classes:
-            classes[change_class] += 1
-        if status == "deprecated" and "status" in ((diff or {}).get("fields") or []):
-            deprecated.add(sigma_id)
-    release.rule_ids = sorted(members)
-    release.added = sorted(members - before)
-    release.modified = sorted(last)
-    release.removed = sorted(removed)
-    release.deprecated = sorted(deprecated)
-    release.counts = {
-        "rules": len(members),
-        "added": len(release.added),
-        "modified": len(last),
-        "removed": len(removed),
-        "deprecated": len(deprecated),
-        **classes,
-    }

@@ -7,6 +7,7 @@ its next sandbox request without a restart.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 from catalog.models import Rule
 from catalog.services import current_fingerprint
 from rules.errors import RuleError
-from rules.evaluate import Evaluator, EventResult, get_evaluator
+from rules.evaluate import Evaluator, EventResult, RuleMatch, get_evaluator
 from rules.evaluate.bounds import ResponseBudget, ResponseLimits, bound_result
 from rules.events import Event
 from rules.model import ParsedRule
@@ -99,6 +100,11 @@ class SandboxRun:
     cut: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
     read_as: str | None = None
+    # Correlations (catalog.correlations.apply_meta): matches as JSON, notes for a person,
+    # and per event index the matches a meta filter suppressed.
+    correlations: list[dict[str, Any]] = field(default_factory=list)
+    correlation_notes: list[str] = field(default_factory=list)
+    filtered: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def match_count(self) -> int:
@@ -121,11 +127,19 @@ class SandboxRun:
         }
         if self.read_as is not None:
             summary["read_as"] = self.read_as
+        if self.correlation_notes:
+            summary["correlation_notes"] = self.correlation_notes
         return {
             "events": [
-                {"index": event.index, "kind": event.kind, **result.to_dict()}
+                {
+                    "index": event.index,
+                    "kind": event.kind,
+                    **result.to_dict(),
+                    "filtered": self.filtered.get(event.index, []),
+                }
                 for event, result in zip(self.events, self.results, strict=False)
             ],
+            "correlations": self.correlations,
             "summary": summary,
             "truncated": dict(self.cut),
         }
@@ -140,9 +154,16 @@ def run_sandbox(
     evaluator: Evaluator | None = None,
     time_budget: float = TIME_BUDGET_SECONDS,
     limits: ResponseLimits = API_LIMITS,
+    timestamp_field: str | None = None,
+    meta: Any = None,
 ) -> SandboxRun:
     """Evaluate events in order within ``limits``; stop at ``time_budget`` seconds or when
-    the response budget is spent, and say what was cut."""
+    the response budget is spent, and say what was cut.
+
+    With the catalog's evaluator (or an explicit ``meta``, a
+    :class:`catalog.correlations.CatalogMeta`), meta filters suppress matches and the
+    evaluated events are correlated in timestamp order (``timestamp_field``: detected when
+    None)."""
     engine = evaluator or catalog_evaluator()
     started = time.perf_counter()
     results: list[EventResult] = []
@@ -178,15 +199,21 @@ def run_sandbox(
         bound_result(result, limits, cut, explained=explaining)
         budget.add(result.to_dict())
         results.append(result)
-    return SandboxRun(
+    run = SandboxRun(
         results=results,
         events=list(events),
-        elapsed_ms=(time.perf_counter() - started) * 1000,
+        elapsed_ms=0.0,
         truncated=bool(stopped) or bool(cut),
         rule_count=len(engine),
         cut={k: n for k, n in cut.items() if n},
         stopped=stopped,
     )
+    if evaluator is None or meta is not None:
+        from catalog.correlations import apply_meta  # it imports this module's types
+
+        apply_meta(run, engine, timestamp_field=timestamp_field, meta=meta)
+    run.elapsed_ms = (time.perf_counter() - started) * 1000
+    return run
 
 
 def highlight(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[str, bool]]:
@@ -204,3 +231,25 @@ def highlight(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[str, bo
     if position < len(text):
         pieces.append((text[position:], False))
     return pieces
+
+
+def highlighted_values(match: RuleMatch, *, cut: int | None = None) -> list[dict[str, Any]]:
+    """The event values a match's predicates matched, each with its spans highlighted: one
+    entry per field and value (``{"field", "pieces", "offset", "length"}``). Spans are
+    offsets into the matched value (one element when a field is an array). A long value in
+    a bounded answer is an excerpt (:mod:`rules.evaluate.bounds`) whose span indexes the
+    excerpt; ``offset``/``length`` say where it sits. ``cut`` shortens values past that many
+    characters (the job page, whose answers are not bounded)."""
+    spans: dict[tuple[str, str, tuple[int, int | None]], list[tuple[int, int]]] = {}
+    for identifier in match.identifiers:
+        for predicate in identifier.predicates:
+            if predicate.span and predicate.matched_field is not None:
+                value = predicate.event_value
+                text = value if isinstance(value, str) else json.dumps(value)
+                where = (predicate.event_value_offset, predicate.event_value_length)
+                key = (predicate.matched_field, text[:cut] if cut else text, where)
+                spans.setdefault(key, []).append(tuple(predicate.span))
+    return [
+        {"field": name, "pieces": highlight(text, found), "offset": offset, "length": length}
+        for (name, text, (offset, length)), found in spans.items()
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from typing import Any
 
@@ -23,7 +22,7 @@ from catalog.sandbox import (
     MAX_EVENTS,
     PAGE_LIMITS,
     SandboxRun,
-    highlight,
+    highlighted_values,
     is_heavy,
     run_sandbox,
 )
@@ -54,6 +53,7 @@ def sandbox_page(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "text": request.POST.get("text", ""),
         "all_rules": request.POST.get("all_rules") == "on",
+        "timestamp_field": request.POST.get("timestamp_field", "").strip()[:200],
         "rule": rule,
         "example": EXAMPLE_SCRIPTBLOCK,
         "max_events": MAX_EVENTS,
@@ -75,6 +75,7 @@ def sandbox_page(request: HttpRequest) -> HttpResponse:
             "all_rules": context["all_rules"] or rule is not None,
             "rule_ids": [rule.rule_id] if rule else None,
             "limits": PAGE_LIMITS,
+            "timestamp_field": context["timestamp_field"] or None,
         }
         with heavy_slot(request, "sandbox") if heavy else nullcontext():
             run = (
@@ -148,29 +149,10 @@ def _result_rows(run: SandboxRun) -> list[dict[str, Any]]:
     for event, result in zip(run.events, run.results, strict=False):
         matches = []
         for match in result.matches:
-            # Spans are offsets into the matched value (one element when a field is an array).
-            spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
-            for identifier in match.identifiers:
-                for predicate in identifier.predicates:
-                    if predicate.span and predicate.matched_field is not None:
-                        value = predicate.event_value
-                        text = value if isinstance(value, str) else json.dumps(value)
-                        # A long value comes as an excerpt (rules.evaluate.bounds); its span
-                        # indexes the excerpt, and the excerpt's place is shown beside it.
-                        where = (predicate.event_value_offset, predicate.event_value_length)
-                        key = (predicate.matched_field, text, where)
-                        spans.setdefault(key, []).append(tuple(predicate.span))
-            highlighted = [
-                {
-                    "field": name,
-                    "pieces": highlight(text, field_spans),
-                    "offset": offset,
-                    "length": length,
-                    # The whole value, for the workbench's "Exclude this…" (catalog.workbench).
-                    "exclude": exclusion_value(event, name),
-                }
-                for (name, text, (offset, length)), field_spans in spans.items()
-            ]
+            highlighted = highlighted_values(match)
+            for value in highlighted:
+                # The whole value, for the workbench's "Exclude this…" (catalog.workbench).
+                value["exclude"] = exclusion_value(event, value["field"])
             matches.append({"match": match, "highlighted": highlighted})
         rows.append(
             {"event": event, "result": result, "matches": matches, "event_json": event_json(event)}

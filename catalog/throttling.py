@@ -303,7 +303,8 @@ class AdminLoginThrottleMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and request.path == reverse("admin:login"):
+        # The admin's sign-in and the site's own (/accounts/login/, for saved drafts).
+        if request.method == "POST" and request.path in (reverse("admin:login"), reverse("login")):
             limit, period = _login_settings()
             username = request.POST.get("username")
             if any(failure_count(s, i) >= limit for s, i in _login_idents(request, username)):

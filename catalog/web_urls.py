@@ -3,7 +3,7 @@
 from django.urls import URLPattern, include, path
 
 from catalog import views
-from catalog.views import releases
+from catalog.views import correlations, coverage, quality, releases
 
 app_name = "catalog"
 
@@ -38,12 +38,26 @@ def predicate_urls(kind: str) -> list[URLPattern]:
     ]
 
 
+correlation_urls = [
+    path("", correlations.correlation_list, name="correlation-list"),
+    path("filters/<str:filter_id>/", correlations.filter_detail, name="filter-detail"),
+    path("<str:correlation_id>/", correlations.correlation_detail, name="correlation-detail"),
+]
+
 urlpatterns = [
     path("", views.home, name="home"),
+    path("correlations/", include(correlation_urls)),
     path("rules/", include(rule_urls)),
     path("releases/", include(release_urls)),
     path("attack/", include(attack_urls)),
     path("events/", include(event_urls)),
     path("indicators/", include(predicate_urls("indicator"))),
     path("exclusions/", include(predicate_urls("exclusion"))),
+    path("quality/", quality.quality, name="quality"),
+    path("quality/duplicates/", quality.duplicates, name="quality-duplicates"),
+    path("coverage/", coverage.coverage_page, name="coverage"),
+    path("coverage/layer.json", coverage.coverage_layer, name="coverage-layer"),
+    path("coverage/coverage.csv", coverage.coverage_csv, name="coverage-csv"),
+    path("coverage/profile.yml", coverage.coverage_profile_file, name="coverage-profile"),
+    path("coverage/use/", coverage.coverage_use, name="coverage-use"),
 ]

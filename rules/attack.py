@@ -532,3 +532,14 @@ def coverage_table(tag_values: Iterable[str]) -> CoverageTable:
         rows.append(CoverageRow(found, ordered, tagged=shortname in tagged_names))
     rows.sort(key=lambda row: _matrix_rank(row.tactic.shortname))
     return CoverageTable(tuple(rows), tuple(entities), tuple(unknown))
+
+
+def current_techniques() -> list[AttackTechnique]:
+    """Every technique and sub-technique of the primary (v19) dataset, by id."""
+    found = (technique(tid) for tid in sorted(_technique_records()))
+    return [t for t in found if t is not None]
+
+
+def current_entities(kind: EntityKind) -> list[AttackEntity]:
+    """The entities of one kind that are neither revoked nor deprecated, by id."""
+    return [e for _, e in sorted(_entity_index(kind).items()) if e.status == "current"]

@@ -342,10 +342,14 @@ def flatten_evtx(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def event_from_mapping(obj: Mapping[str, Any], *, index: int = 0, kind: str = "json") -> Event:
-    """Wrap one decoded JSON object as an :class:`Event`, flattening evtx_dump records."""
-    if is_evtx_shape(obj):
-        return Event(flatten_evtx(obj), index=index, kind="evtx-json" if kind == "json" else kind)
-    return Event(dict(obj), index=index, kind=kind)
+    """Wrap one decoded JSON object as an :class:`Event`, normalised from its input shape
+    (:mod:`rules.shapes`: evtx_dump, Winlogbeat, Hayabusa, Chainsaw...); ``kind`` is the
+    shape unless the caller names one (``evtx``). A Chainsaw aggregate gives its first event."""
+    from rules.shapes import normalise_records  # rules.shapes builds on this module
+
+    shape, normalised = normalise_records(obj)
+    fields = normalised[0] if normalised else {}
+    return Event(fields, index=index, kind=shape if kind == "json" else kind)
 
 
 def scriptblock_event(text: str) -> Event:
@@ -379,8 +383,15 @@ def parse_json_events(text: str, *, max_events: int | None = None) -> list[Event
 
     Arrays nested at top level are unrolled; any other value is an :class:`EventShapeError`.
     """
+    from rules.shapes import events_from_mappings  # rules.shapes builds on this module
+
+    return events_from_mappings(_json_objects(text, max_events), max_events=max_events).events
+
+
+def _json_objects(text: str, max_events: int | None) -> Iterator[dict[str, Any]]:
+    """The objects of JSON text (see :func:`parse_json_events`), checked one by one."""
     decoder = json.JSONDecoder()
-    events: list[Event] = []
+    count = 0
     pos = 0
     n = len(text)
     while True:
@@ -414,24 +425,21 @@ def parse_json_events(text: str, *, max_events: int | None = None) -> list[Event
                 line, col = _line_col(text, start)
                 raise EventShapeError(
                     f"expected an event object, got {type(item).__name__}",
-                    record=len(events),
+                    record=count,
                     line=line,
                     column=col,
                     offset=start,
                 )
-            bad_text = lone_surrogate_error(item, record=len(events))
+            bad_text = lone_surrogate_error(item, record=count)
             if bad_text is not None:
                 raise bad_text
-            events.append(event_from_mapping(item, index=len(events)))
-            if max_events is not None and len(events) > max_events:
+            count += 1
+            if max_events is not None and count > max_events:
                 line, col = _line_col(text, start)
                 raise EventInputError(
-                    f"more than {max_events} events",
-                    record=len(events) - 1,
-                    line=line,
-                    column=col,
+                    f"more than {max_events} events", record=count - 1, line=line, column=col
                 )
-    return events
+            yield item
 
 
 def parse_evtx(data: bytes | str, *, max_events: int | None = None) -> list[Event]:
@@ -506,17 +514,29 @@ def _looks_like_json(text: str) -> bool:
 
 
 class EventReading(NamedTuple):
-    """The events, and how the input was read (``kind`` after detection, the encoding)."""
+    """The events, and how the input was read (``kind`` after detection, the shape, the
+    encoding)."""
 
     events: list[Event]
-    kind: str  # json, evtx or scriptblock
+    kind: str  # json, xml, evtx or scriptblock
     encoding: str | None  # UTF-8, UTF-16LE, ...; None for str input and EVTX
+    shape: str = ""  # rules.shapes.SHAPES: evtx-json, event-xml, winlogbeat, ...
+    records: int = 0  # records read, when more than events (Hayabusa/Chainsaw detections)
 
     @property
     def label(self) -> str:
-        """``scriptblock (UTF-16LE)``, ``JSON events (UTF-8)``, ``EVTX``: for the answer."""
-        name = {"json": "JSON events", "evtx": "EVTX", "scriptblock": "scriptblock"}[self.kind]
+        """``scriptblock (UTF-16LE)``, ``Winlogbeat (ECS) JSON, 3 events (UTF-8)``, ``EVTX``:
+        what the sandbox says it read."""
+        from rules.shapes import ShapeReading  # rules.shapes builds on this module
+
+        if self.kind in ("json", "xml"):
+            shaped = ShapeReading(self.events, self.shape, self.encoding, self.records)
+            return shaped.label
+        name = {"evtx": "EVTX", "scriptblock": "scriptblock"}[self.kind]
         return f"{name} ({self.encoding})" if self.encoding else name
+
+
+READ_KINDS = ("auto", "json", "xml", "evtx", "scriptblock")
 
 
 def read_events(
@@ -528,37 +548,50 @@ def read_events(
     """Read events from text or bytes, and say how they were read.
 
     ``kind``: ``auto`` (default), ``json`` (object, array, JSON lines or concatenated
-    objects), ``evtx`` (bytes of an ``.evtx`` file) or ``scriptblock`` (PowerShell text that
-    becomes one 4104 event). ``auto`` picks ``evtx`` by file signature, ``json`` when the text
-    starts like a JSON object or array (``{"``, ``[{``, ``[]``, or is an array/object as a
-    whole), otherwise ``scriptblock``. Bytes are UTF-8, UTF-16 or UTF-32, with or without a
-    BOM (:func:`rules.text_input.decode_text`).
+    objects, in any JSON shape of :mod:`rules.shapes`), ``xml`` (Windows event XML),
+    ``evtx`` (bytes of an ``.evtx`` file) or ``scriptblock`` (PowerShell text that becomes
+    one 4104 event). ``auto`` picks ``evtx`` by file signature, ``json`` when the text starts
+    like a JSON object or array (``{"``, ``[{``, ``[]``, or is an array/object as a whole),
+    ``xml`` when it starts like event XML (``<?xml``, ``<Event``, ``<Events``), otherwise
+    ``scriptblock``. Bytes are UTF-8, UTF-16 or UTF-32, with or without a BOM
+    (:func:`rules.text_input.decode_text`).
     """
-    if kind not in ("auto", "json", "evtx", "scriptblock"):
-        raise ValueError(f"unknown event input kind {kind!r}")
+    from rules.shapes import events_from_mappings, looks_like_xml, parse_xml_events
+
+    if kind not in READ_KINDS:
+        raise ValueError(f"unknown event input kind {kind!r}; choose one of {READ_KINDS}")
     encoding = None
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
         if kind == "evtx" or (kind == "auto" and raw.startswith(EVTX_MAGIC)):
-            return EventReading(parse_evtx(raw, max_events=max_events), "evtx", None)
+            return EventReading(parse_evtx(raw, max_events=max_events), "evtx", None, "evtx")
         text, encoding = decode_text(raw)
     else:
         if kind == "evtx":
             raise EvtxInputError("EVTX input must be bytes", byte_offset=0)
         text = data
     if kind == "auto":
-        kind = "json" if _looks_like_json(text) else "scriptblock"
+        if _looks_like_json(text):
+            kind = "json"
+        else:
+            kind = "xml" if looks_like_xml(text) else "scriptblock"
     if kind == "scriptblock":
         if not text.strip():
             raise EmptyInputError("empty scriptblock", line=1, column=1)
         bad_text = lone_surrogate_error(text)
         if bad_text is not None:
             raise bad_text
-        return EventReading([scriptblock_event(text)], "scriptblock", encoding)
-    events = parse_json_events(text, max_events=max_events)
-    if not events:
+        return EventReading([scriptblock_event(text)], "scriptblock", encoding, "scriptblock")
+    if kind == "xml":
+        bad_text = lone_surrogate_error(text)
+        if bad_text is not None:
+            raise bad_text
+        events = parse_xml_events(text, max_events=max_events)
+        return EventReading(events, "xml", encoding, "event-xml", len(events))
+    shaped = events_from_mappings(_json_objects(text, max_events), max_events=max_events)
+    if not shaped.events:
         raise EmptyInputError("no event in input", line=1, column=1)
-    return EventReading(events, "json", encoding)
+    return EventReading(shaped.events, "json", encoding, shaped.shape, shaped.records)
 
 
 def parse_events(
@@ -574,8 +607,8 @@ def parse_events(
 def load_events_file(
     path: str, *, max_events: int | None = None, max_bytes: int = MAX_FILE_BYTES
 ) -> list[Event]:
-    """Events from a file: ``.evtx`` by signature, ``.json``/``.jsonl`` as JSON, ``.ps1`` as a
-    scriptblock, anything else detected."""
+    """Events from a file: ``.evtx`` by signature, ``.json``/``.jsonl`` as JSON, ``.xml`` as
+    event XML, ``.ps1`` as a scriptblock, anything else detected."""
     data = read_file_bytes(path, max_bytes=max_bytes)
     lower = path.lower()
     if data.startswith(EVTX_MAGIC) or lower.endswith(".evtx"):
@@ -585,4 +618,6 @@ def load_events_file(
         kind = "scriptblock"
     elif lower.endswith((".json", ".jsonl", ".ndjson")):
         kind = "json"
+    elif lower.endswith(".xml"):
+        kind = "xml"
     return parse_events(data, kind=kind, max_events=max_events)

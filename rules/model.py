@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rules.regression import Regression
+    from rules.validate import Finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,10 @@ class ParsedRule:
     sigma: Any = field(default=None, repr=False, compare=False)
     # Features the sandbox cannot evaluate without configuration (e.g. "expand placeholder").
     unsupported: list[str] = field(default_factory=list)
+    # Evidence the importer's parse step adds (issue 14): validator findings and the replay of
+    # the rule's regression samples (None: it declares none). Empty until then.
+    findings: list[Finding] = field(default_factory=list, compare=False)
+    regression: Regression | None = field(default=None, compare=False)
 
     @property
     def attack_tags(self) -> list[Tag]:

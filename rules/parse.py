@@ -37,6 +37,7 @@ from rules.extract import (
     split_identifiers,
 )
 from rules.model import LogSource, ParsedRule, Related, Tag
+from rules.modifiers import sigma_rule_from_document
 
 MAX_RULE_BYTES = 1024 * 1024
 # A Sigma rule has tens of nodes; an alias bomb expands to billions. Anything past this
@@ -210,9 +211,10 @@ def _check_shape(document: dict[str, Any]) -> None:
 
 
 def _validate_with_pysigma(document: dict[str, Any]) -> SigmaRule:
-    """pySigma is the reference for modifiers, value types and the condition grammar."""
+    """pySigma is the reference for modifiers, value types and the condition grammar, with the
+    specification's modifiers it lacks or reads differently (:mod:`rules.modifiers`)."""
     try:
-        rule = SigmaRule.from_dict(document)
+        rule = sigma_rule_from_document(document)
         # Grammar only: resolving identifiers (postprocess) costs 7x more and is checked
         # by our own parser in rules.extract, with the same error class.
         for condition in rule.detection.parsed_condition:

@@ -178,3 +178,59 @@ def isolate_site(settings: Any, monkeypatch: Any) -> None:
     a fingerprint never reused across a rolled-back catalog."""
     use_plain_static_storage(settings)
     never_reuse_fingerprint(monkeypatch)
+
+
+# --- Regression samples (issue 13, the workbench's backtest) ---------------------------------
+
+
+def write_regression_sample(
+    root: Path, name: str, rule_id: str, title: str, events: list[dict[str, Any]]
+) -> str:
+    """A SigmaHQ-shaped regression folder under ``root/regression_data/rules/<name>/``: an
+    ``info.yml`` naming the rule and ``<rule_id>.json`` holding the events (JSON lines).
+    Returns the ``regression_tests_path`` a rule would write."""
+    import json
+
+    folder = root / "regression_data" / "rules" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {
+        "id": str(rule_id),
+        "rule_metadata": [{"id": str(rule_id), "title": title}],
+        "regression_tests_info": [
+            {
+                "name": "Positive Detection Test",
+                "type": "evtx",
+                "provider": "Microsoft-Windows-Sysmon",
+                "match_count": len(events),
+                "path": f"regression_data/rules/{name}/{rule_id}.evtx",
+            }
+        ],
+    }
+    (folder / "info.yml").write_text(yaml.safe_dump(info, sort_keys=False))
+    (folder / f"{rule_id}.json").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    return f"regression_data/rules/{name}/info.yml"
+
+
+@contextlib.contextmanager
+def imported_rules_for_module(
+    django_db_blocker: Any, root: Path, texts: Mapping[str, str]
+) -> Iterator[Path]:
+    """Write ``texts`` under ``root/rules`` and import them once for a module (see
+    :func:`imported_for_module`); yields ``root`` (where regression samples may sit too).
+    The workbench's process-wide index and samples are forgotten before and after."""
+    from catalog.workbench import clear_workbench_cache
+
+    folder = write_rule_files(root / "rules", texts)
+    with imported_for_module(django_db_blocker, [folder]):
+        clear_workbench_cache()
+        yield root
+    clear_workbench_cache()
+
+
+def fresh_workbench() -> Iterator[None]:
+    """For an autouse fixture: each test builds the workbench's index from its own catalog."""
+    from catalog.workbench import clear_workbench_cache
+
+    clear_workbench_cache()
+    yield
+    clear_workbench_cache()

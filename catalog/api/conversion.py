@@ -33,18 +33,20 @@ from rest_framework.views import APIView
 from catalog.api.base import SingleFormatNegotiation
 from catalog.api.errors import ErrorSerializer, ParameterError
 from catalog.api.schema import CatalogAutoSchema
-from catalog.conversion import convert_rules, get_conversion
+from catalog.conversion import convert_rules, convert_with_pipeline, get_conversion
 from catalog.filters import RuleFilterSet, sort_rules
 from catalog.models import Rule
-from catalog.throttling import HeldStream, Throttled
+from catalog.throttling import HeldStream, SandboxRateThrottle, Throttled
 from rules.convert import (
     EXPORT_FORMATS,
     PIPELINES,
     TARGETS,
     ConversionParameterError,
     ConversionResult,
+    PipelineYAMLError,
     export_chunks,
     export_format,
+    parse_custom_pipeline,
     resolve_options,
 )
 
@@ -110,6 +112,21 @@ class ConversionResultSerializer(serializers.Serializer):
     pipeline_label = serializers.CharField()
     output_format = serializers.CharField()
     ok = serializers.BooleanField(help_text="False: the target cannot express the rule")
+    status = serializers.ChoiceField(
+        ["verified", "fixed", "invalid", "unchecked", "failed"],
+        help_text="verified: parses with the target's grammar; fixed: parses after the declared "
+        "fixes; invalid: does not parse (see problem); unchecked: this format is not checked",
+    )
+    valid = serializers.BooleanField(
+        allow_null=True, help_text="Does the query parse? null: failed or not checked"
+    )
+    problem = serializers.CharField(allow_null=True, help_text="The parser's message")
+    verifier = serializers.CharField(help_text="luqum, eql, python, json, lexical or empty")
+    fixes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Post-processing applied, so the query differs from `sigma convert` on purpose",
+    )
+    custom_pipeline = serializers.CharField(help_text="Digest of the pasted pipeline, or empty")
     query = serializers.JSONField(help_text="A string, a list (several queries) or empty")
     outputs = serializers.ListField(child=serializers.JSONField())
     error = serializers.CharField(allow_null=True)
@@ -118,6 +135,13 @@ class ConversionResultSerializer(serializers.Serializer):
     sigma_cli_command = serializers.CharField()
     cached = serializers.BooleanField()
     page_url = serializers.CharField()
+
+
+class CustomConvertSerializer(serializers.Serializer):
+    target = serializers.ChoiceField(list(TARGETS))
+    pipeline = serializers.CharField(required=False, help_text="Catalog pipeline applied too")
+    format = serializers.CharField(required=False)
+    pipeline_yaml = serializers.CharField(help_text="A pySigma processing pipeline (YAML)")
 
 
 def result_json(rule: Rule, result: ConversionResult, cached: bool) -> dict[str, Any]:
@@ -134,6 +158,12 @@ def result_json(rule: Rule, result: ConversionResult, cached: bool) -> dict[str,
         "pipeline_label": pipe.label,
         "output_format": result.output_format,
         "ok": result.ok,
+        "status": result.status,
+        "valid": result.valid,
+        "problem": result.problem,
+        "verifier": result.verifier,
+        "fixes": list(result.fixes),
+        "custom_pipeline": result.custom_pipeline,
         "query": result.query,
         "outputs": list(result.outputs),
         "error": result.error,
@@ -161,6 +191,11 @@ def result_json(rule: Rule, result: ConversionResult, cached: bool) -> dict[str,
 )
 class RuleConvertView(ConversionView):
     renderer_classes = [IndentedJSONRenderer]
+    http_method_names = ["get", "post", "head", "options"]
+
+    def get_throttles(self) -> list[Any]:
+        # A pasted pipeline converts on every request (never cached): the sandbox's limit.
+        return [SandboxRateThrottle()] if self.request.method == "POST" else []
 
     def get(self, request: Request, rule_id: str) -> Response:
         params = request.query_params
@@ -174,6 +209,36 @@ class RuleConvertView(ConversionView):
             raise NotFound(f"no rule with id {rule_id!r}")
         result, cached = get_conversion(rule, target, pipeline, fmt)
         return Response(result_json(rule, result, cached))
+
+    @extend_schema(
+        summary="One rule as a SIEM query with your own pipeline (YAML)",
+        description="`pipeline_yaml` is the YAML `sigma convert -p pipeline.yml` reads, applied "
+        "with the chosen catalog pipeline. It is validated (64 KiB, UTF-8, safe YAML, no Jinja "
+        "templates or files) and never run as code; a broken one is a 400 naming the line.",
+        request=CustomConvertSerializer,
+        responses={200: ConversionResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request: Request, rule_id: str) -> Response:
+        data = request.data if hasattr(request.data, "get") else {}
+        target, pipeline, fmt = (
+            data.get(name) or None for name in ("target", "pipeline", "format")
+        )
+        try:
+            resolve_options(target, pipeline, fmt)
+        except ConversionParameterError as exc:
+            raise parameter_error(exc) from exc
+        text = data.get("pipeline_yaml")
+        if not isinstance(text, str) or not text.strip():
+            raise ParameterError("the pipeline YAML is required", parameter="pipeline_yaml")
+        try:
+            custom = parse_custom_pipeline(text)
+        except PipelineYAMLError as exc:
+            raise ParameterError(exc.message, parameter="pipeline_yaml") from exc
+        rule = Rule.objects.filter(rule_id=rule_id).first()
+        if rule is None:
+            raise NotFound(f"no rule with id {rule_id!r}")
+        result = convert_with_pipeline(rule, target, pipeline, fmt, custom)
+        return Response(result_json(rule, result, cached=False))
 
 
 # --------------------------------------------------------------------------- registry
@@ -189,6 +254,9 @@ class TargetSerializer(serializers.Serializer):
     export_formats = serializers.ListField(child=serializers.CharField())
     default_pipeline = serializers.CharField()
     pipelines = serializers.ListField(child=serializers.CharField())
+    verifier = serializers.CharField(
+        help_text="How queries are checked: lucene (luqum), eql, elastalert, python, json, lexical"
+    )
 
 
 class PipelineSerializer(serializers.Serializer):
@@ -220,6 +288,7 @@ class TargetsView(ConversionView):
                         "export_formats": list(spec.export_formats),
                         "default_pipeline": spec.default_pipeline,
                         "pipelines": list(spec.pipelines),
+                        "verifier": spec.verifier,
                     }
                     for spec in TARGETS.values()
                 ],

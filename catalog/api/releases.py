@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.http import HttpResponse, HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,10 +21,10 @@ from catalog.api.errors import ErrorSerializer, ParameterError
 from catalog.models import Release, RuleRevision
 from catalog.queries.releases import (
     earlier_releases,
-    find_release,
-    release_changes,
     revision_diff,
     rule_revisions,
+    since_payload,
+    stored_payload,
 )
 
 _LISTS = ("rule_ids", "added", "modified", "removed", "deprecated")
@@ -103,22 +106,45 @@ class ReleaseListView(_ReleaseView):
 class ReleaseChangesView(_ReleaseView):
     query_params = frozenset({"since"})
 
-    def get(self, request: Request, name: str) -> Response:
-        release = find_release(name)
+    def get(self, request: Request, name: str) -> HttpResponseBase:
+        since_name = request.query_params.get("since")
+        if since_name is None:
+            # One query: the release's stored answer (written at import), not the release.
+            found = (
+                Release.objects.filter(name=name)
+                .order_by("-sequence")
+                .values_list("pk", "changelog__payload")
+                .first()
+            )
+            if found is None:
+                raise _not_found(f"No release is named {name!r}.")
+            pk, payload = found
+            if payload is None:  # recorded before answers were stored
+                payload = stored_payload(Release.objects.get(pk=pk))
+            return _json_text(request, payload)
+        # The id lists are read only when the answer is not cached yet.
+        release = Release.objects.defer(*_LISTS).filter(name=name).order_by("-sequence").first()
         if release is None:
             raise _not_found(f"No release is named {name!r}.")
-        since = None
-        since_name = request.query_params.get("since")
-        if since_name is not None:
-            choices = earlier_releases(release)
-            if since_name not in choices:
-                raise ParameterError(
-                    f"since must name a release of {release.source} before {release.name}.",
-                    parameter="since",
-                    choices=choices,
-                )
-            since = Release.objects.get(source=release.source, name=since_name)
-        return Response(release_changes(release, since).to_dict())
+        choices = earlier_releases(release)
+        if since_name not in choices:
+            raise ParameterError(
+                f"since must name a release of {release.source} before {release.name}.",
+                parameter="since",
+                choices=choices,
+            )
+        since = Release.objects.defer(*_LISTS).get(source=release.source, name=since_name)
+        return _json_text(request, since_payload(release, since))
+
+
+def _json_text(request: Request, payload: str) -> HttpResponseBase:
+    """A stored JSON answer as it is when plain JSON was negotiated (what the JSON renderer
+    would write: the text came from it); parsed for any other rendering (``indent``, the
+    browsable API in development)."""
+    renderer = request.accepted_renderer
+    if isinstance(renderer, JSONRenderer) and request.accepted_media_type == renderer.media_type:
+        return HttpResponse(payload.encode(), content_type=renderer.media_type)
+    return Response(json.loads(payload))
 
 
 def revision_json(revision: RuleRevision, request: Request) -> dict[str, Any]:

@@ -233,6 +233,23 @@ _RESULT_SCHEMA = inline_serializer(
 )
 
 
+def check_body(request: Request, too_large: str) -> None:
+    """What an evaluating endpoint checks before reading a body (the sandbox's, the
+    workbench's): its size (413 with ``too_large``), a large body while the process is busy
+    with heavy work (503, refused before parsing it), lone surrogates (400)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise ParameterError(
+            too_large, parameter=BODY, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        )
+    if length.isdigit() and int(length) >= HEAVY_CHARS and process_busy():
+        # A body this large is (almost always) heavy work: refuse it before parsing it.
+        raise Busy(busy_refusal())
+    surrogate = find_lone_surrogate(request.data)
+    if surrogate is not None:
+        raise ParameterError(surrogate.message, parameter=surrogate.parameter or BODY)
+
+
 class SandboxAPIView(APIView):
     """Evaluate a scriptblock, one event or a list of events against the catalog."""
 
@@ -259,20 +276,11 @@ class SandboxAPIView(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise ParameterError(
-                f"the body is over {MAX_BODY_BYTES:,} bytes, the limit for a synchronous "
-                f"evaluation; {LARGE_INPUT_HINT}",
-                parameter=BODY,
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        if length.isdigit() and int(length) >= HEAVY_CHARS and process_busy():
-            # A body this large is (almost always) heavy work: refuse it before parsing it.
-            raise Busy(busy_refusal())
-        surrogate = find_lone_surrogate(request.data)
-        if surrogate is not None:
-            raise ParameterError(surrogate.message, parameter=surrogate.parameter or BODY)
+        check_body(
+            request,
+            f"the body is over {MAX_BODY_BYTES:,} bytes, the limit for a synchronous "
+            f"evaluation; {LARGE_INPUT_HINT}",
+        )
         payload = SandboxRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         options = payload.validated_data

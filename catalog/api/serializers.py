@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from catalog.api import coverage
 from catalog.api.detail import PredicateLink, RuleDetail
 from catalog.models import Exclusion, ImportRun, Indicator, Rule
+from catalog.queries.quality import load_evidence
 from catalog.uploads import UPLOAD_SUFFIXES, is_rule_upload, upload_name
 
 # A key that matches every lookup regex of the API (digits), replaced when building URLs.
@@ -185,6 +186,74 @@ class EventCoverageSerializer(serializers.Serializer):
     requirement = serializers.CharField(allow_null=True)
 
 
+# Issue 14: evidence on a rule (catalog.queries.quality builds these dicts).
+
+
+class FindingSerializer(serializers.Serializer):
+    validator = serializers.CharField(help_text="pySigma or SigmaHQ validator identifier")
+    severity = serializers.ChoiceField(choices=["low", "medium", "high"])
+    message = serializers.CharField()
+    line = serializers.IntegerField(allow_null=True, help_text="1-based YAML line (best effort)")
+
+
+class RegressionTestSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    provider = serializers.CharField()
+    path = serializers.CharField()
+    expected = serializers.IntegerField(allow_null=True, help_text="match_count; null: >= 1")
+    samples = serializers.IntegerField()
+    matches = serializers.IntegerField()
+    passed = serializers.BooleanField()
+    error = serializers.CharField()
+
+
+class RegressionSerializer(serializers.Serializer):
+    tested = serializers.BooleanField(help_text="The sample events were found and replayed")
+    passed = serializers.BooleanField()
+    samples = serializers.IntegerField(help_text="Events replayed")
+    matches = serializers.IntegerField(help_text="Events the engine matched the rule on")
+    declared = serializers.CharField(allow_null=True, help_text="regression_tests_path")
+    provider = serializers.CharField(required=False)
+    error = serializers.CharField(required=False, help_text="Why it was not tested")
+    tests = RegressionTestSerializer(many=True, required=False)
+
+
+class SharedIndicatorSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    kind = serializers.CharField()
+    value = serializers.CharField()
+
+
+class RelatedRefSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    title = serializers.CharField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+    level = serializers.CharField(allow_null=True)
+    logsource = serializers.CharField(allow_null=True)
+    in_catalog = serializers.BooleanField()
+
+
+class RelatedLinkSerializer(RelatedRefSerializer):
+    type = serializers.CharField(help_text="derived, obsolete, merged, renamed, similar")
+    direction = serializers.ChoiceField(
+        choices=["out", "in"], help_text="out: this rule names it; in: it names this rule"
+    )
+
+
+class SimilarRuleSerializer(RelatedRefSerializer):
+    score = serializers.FloatField(help_text="Jaccard score over indicator identities")
+    shared = SharedIndicatorSerializer(many=True, help_text="Shared indicators (first 25)")
+    shared_count = serializers.IntegerField()
+    same_logsource = serializers.BooleanField()
+    duplicate = serializers.BooleanField(help_text="Same logsource and score >= 0.9")
+
+
+class RelatedRulesSerializer(serializers.Serializer):
+    similar = SimilarRuleSerializer(many=True, help_text="Top 10, compatible logsources")
+    links = RelatedLinkSerializer(many=True, help_text="related: entries, both ways")
+
+
 class RuleSerializer(RuleBriefSerializer):
     """The full rule: metadata, YAML, logsource, ATT&CK and event coverage, stages, and its
     indicators and exclusions with their corpus counts."""
@@ -194,7 +263,10 @@ class RuleSerializer(RuleBriefSerializer):
     author = serializers.CharField()
     references = serializers.ListField(child=serializers.CharField())
     falsepositives = serializers.ListField(child=serializers.CharField())
-    related = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    related = RelatedLinkSerializer(many=True, help_text="related: entries, both ways")
+    similar = SimilarRuleSerializer(many=True, help_text="Rules sharing indicators (top 10)")
+    findings = FindingSerializer(many=True)
+    regression = RegressionSerializer()
     logsource = LogsourceSerializer(source="*")
     source_path = serializers.CharField()
     revision = serializers.IntegerField()
@@ -261,7 +333,8 @@ class RuleSerializer(RuleBriefSerializer):
                 "author": rule.author,
                 "references": [str(r) for r in rule.references],
                 "falsepositives": [str(f) for f in rule.falsepositives],
-                "related": [{str(k): str(v) for k, v in r.items()} for r in rule.related],
+                # Issue 14: resolved both ways (a superset of the YAML's {id, type}).
+                **_evidence(rule),
                 "source_path": rule.source_path,
                 "revision": rule.revision,
                 "content_hash": rule.content_hash,
@@ -481,3 +554,14 @@ class ImportReportSerializer(serializers.Serializer):
     seconds = serializers.FloatField()
     summary = serializers.CharField()
     errors = ImportErrorSerializer(many=True)
+
+
+def _evidence(rule: Rule) -> dict[str, Any]:
+    """The detail's ``related``, ``similar``, ``findings`` and ``regression`` (one query)."""
+    evidence = load_evidence(rule.pk)
+    return {
+        "related": evidence.links,
+        "similar": evidence.similar,
+        "findings": evidence.findings,
+        "regression": evidence.regression_api(),
+    }

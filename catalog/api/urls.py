@@ -7,7 +7,17 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from catalog.api import conversion, imports, jobs, releases, sandbox, views
+from catalog.api import (
+    conversion,
+    imports,
+    jobs,
+    quality,
+    releases,
+    sandbox,
+    telemetry,
+    views,
+    workbench,
+)
 from catalog.api.errors import api_not_found
 
 app_name = "api"
@@ -30,6 +40,7 @@ urlpatterns = [
     path("events/", views.EventSourceView.as_view(), name="events"),
     path("sandbox/", sandbox.SandboxAPIView.as_view(), name="sandbox"),
     path("sandbox/jobs/", jobs.SandboxJobView.as_view(), name="sandbox-job"),
+    path("workbench/", workbench.WorkbenchAPIView.as_view(), name="workbench"),
     path("jobs/<str:job_id>/", jobs.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),
     path("rules/<str:rule_id>/convert/", conversion.RuleConvertView.as_view(), name="rule-convert"),
@@ -47,6 +58,8 @@ urlpatterns = [
         name="rule-revisions",
     ),
     path("rules/<str:rule_id>/diff/", releases.RuleDiffView.as_view(), name="rule-diff"),
+    path("rules/<str:rule_id>/related/", quality.RuleRelatedView.as_view(), name="rule-related"),
+    path("coverage/", telemetry.CoverageAPIView.as_view(), name="coverage"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", views.SwaggerDocsView.as_view(), name="docs"),
     *router.urls,

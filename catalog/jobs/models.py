@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 
 class Job(models.Model):
@@ -71,3 +74,13 @@ class Job(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
         Job.objects.filter(pk=self.pk).update(**fields)
+
+
+@receiver(post_delete, sender=Job)
+def _remove_job_files(sender: type[Job], instance: Job, **kwargs: Any) -> None:
+    """A deleted job's folder (upload, results) goes with it, once the deletion commits;
+    :func:`catalog.jobs.services.prune_job_files` catches any left behind."""
+    from catalog.jobs.services import job_dir
+
+    folder = job_dir(instance)
+    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

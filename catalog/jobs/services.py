@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def stale_after() -> datetime.timedelta:
 def sandbox_job_max_bytes() -> int:
     """Largest sandbox upload accepted as a job (``SANDBOX_JOB_MAX_BYTES``, default 200 MB)."""
     return int(_setting("SANDBOX_JOB_MAX_BYTES", 200 * 1024 * 1024))
+
+
+def retention() -> datetime.timedelta:
+    """How long a finished job's result files are kept (``JOBS_RETENTION_DAYS``, default 7)."""
+    return datetime.timedelta(days=_setting("JOBS_RETENTION_DAYS", 7))
+
+
+def prune_every() -> float:
+    """Seconds between two prunes by a running worker (``JOBS_PRUNE_SECONDS``, default an
+    hour; 0: only when the worker starts)."""
+    return _setting("JOBS_PRUNE_SECONDS", 3600)
 
 
 def jobs_dir() -> Path:
@@ -209,3 +221,103 @@ class JobProgress:
                     continue
         finally:
             connection.close()  # this thread's own connection
+
+
+# -- pruning result files ---------------------------------------------------------------------
+
+# A folder without a Job row may belong to a job being created (the upload is saved before the
+# row commits): only one left alone this long is a deleted job's.
+ORPHAN_GRACE = datetime.timedelta(hours=1)
+FILES_REMOVED = "files_removed_at"
+
+
+@dataclass(slots=True)
+class PruneReport:
+    """What :func:`prune_job_files` removed."""
+
+    expired: int = 0  # finished longer than the retention ago
+    unfinished: int = 0  # failed or cancelled: what a lost worker left half-written
+    orphans: int = 0  # no job any more (deleted)
+    bytes: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"removed the files of {self.expired} expired, {self.unfinished} failed or "
+            f"cancelled and {self.orphans} deleted job(s), {self.bytes:,} bytes"
+        )
+
+
+def prune_job_files(now: datetime.datetime | None = None) -> PruneReport:
+    """Remove job folders under ``DATA_DIR/jobs/``: of jobs finished more than
+    :func:`retention` ago (their summary stays; the page says the matches were removed), of
+    failed or cancelled jobs (a killed worker's leftovers), and of deleted jobs. Queued and
+    running jobs are never touched. Safe to run from several workers at once."""
+    now = now or timezone.now()
+    report = PruneReport()
+    folders = _job_folders()
+    jobs = {
+        str(pk): (status, finished_at)
+        for chunk in _chunks(list(folders), 500)
+        for pk, status, finished_at in Job.objects.filter(pk__in=chunk).values_list(
+            "pk", "status", "finished_at"
+        )
+    }
+    for name, folder in folders.items():
+        if name not in jobs:
+            if now - _last_change(folder) > ORPHAN_GRACE:
+                report.bytes += _remove(folder)
+                report.orphans += 1
+            continue
+        status, finished_at = jobs[name]
+        if status in (Job.Status.FAILED, Job.Status.CANCELLED):
+            report.bytes += _remove(folder)
+            report.unfinished += 1
+        elif status == Job.Status.SUCCEEDED and (finished_at or now) < now - retention():
+            report.bytes += _remove(folder)
+            report.expired += 1
+            _mark_removed(name, now)
+    return report
+
+
+def _job_folders() -> dict[str, Path]:
+    """The folders named by a job id (anything else under ``jobs/`` is not ours)."""
+    import uuid
+
+    found: dict[str, Path] = {}
+    if not jobs_dir().is_dir():
+        return found
+    for path in jobs_dir().iterdir():
+        try:
+            name = str(uuid.UUID(path.name))
+        except ValueError:
+            continue
+        if path.is_dir() and not path.is_symlink() and name == path.name:
+            found[name] = path
+    return found
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _last_change(folder: Path) -> datetime.datetime:
+    """The newest modification time in the folder (an upload still being written counts)."""
+    newest = folder.stat().st_mtime
+    for path in folder.rglob("*"):
+        try:
+            newest = max(newest, path.lstat().st_mtime)
+        except OSError:
+            continue
+    return datetime.datetime.fromtimestamp(newest, datetime.UTC)
+
+
+def _remove(folder: Path) -> int:
+    size = sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    return size
+
+
+def _mark_removed(job_id: str, now: datetime.datetime) -> None:
+    job = Job.objects.filter(pk=job_id).only("result").first()
+    if job is not None and isinstance(job.result, dict):
+        job.update(result={**job.result, FILES_REMOVED: now.isoformat()})

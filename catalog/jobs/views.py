@@ -7,6 +7,7 @@ holds its id (a random UUID). Anyone else gets a 404, as if the job did not exis
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from collections.abc import Iterator
@@ -26,11 +27,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from catalog.jobs import sandbox as results
 from catalog.jobs.models import Job
-from catalog.jobs.services import can_view, effective_status, request_cancel
-from catalog.sandbox import highlight
+from catalog.jobs.services import (
+    FILES_REMOVED,
+    can_view,
+    effective_status,
+    request_cancel,
+    retention,
+)
+from catalog.sandbox import highlighted_values
 from rules.evaluate import EventResult
 
 PAGE_SIZE = 20
+VALUE_CHARS = 4000  # of an event value shown highlighted
 REFRESH_SECONDS = 2
 
 
@@ -63,9 +71,12 @@ def job_page(request: HttpRequest, job_id: Any) -> HttpResponse:
 
 def _sandbox_context(request: HttpRequest, job: Job) -> dict[str, Any]:
     summary = job.result
+    removed = _files_removed(job)
     paginator = Paginator(range(results.matched_event_count(job)), PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    entries = results.read_entries(job, page.start_index() - 1, PAGE_SIZE) if page else []
+    entries = []
+    if page and not removed:
+        entries = results.read_entries(job, page.start_index() - 1, PAGE_SIZE)
     level_max = max(summary.get("by_level", {}).values(), default=1)
     rule_max = max((r["count"] for r in summary.get("top_rules", [])), default=1)
     timeline = summary.get("timeline")
@@ -79,7 +90,15 @@ def _sandbox_context(request: HttpRequest, job: Job) -> dict[str, Any]:
         "timeline": _timeline_rows(timeline) if timeline else [],
         "page": page,
         "explained": [_explained(e, r) for e, r in results.explain_entries(job, entries)],
+        "files_removed": removed,
+        "retention_days": f"{retention().total_seconds() / 86400:g}",
     }
+
+
+def _files_removed(job: Job) -> datetime.datetime | None:
+    """When :func:`catalog.jobs.services.prune_job_files` removed the job's matches."""
+    stamp = job.result.get(FILES_REMOVED) if isinstance(job.result, dict) else None
+    return datetime.datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
 
 
 def _pct(count: int, most: int) -> int:
@@ -87,8 +106,6 @@ def _pct(count: int, most: int) -> int:
 
 
 def _timeline_rows(timeline: dict[str, Any]) -> list[tuple[str, int, int]]:
-    import datetime
-
     counts = timeline["counts"]
     most = max(counts, default=1)
     rows = []
@@ -101,21 +118,11 @@ def _timeline_rows(timeline: dict[str, Any]) -> list[tuple[str, int, int]]:
 
 def _explained(entry: results.MatchEntry, result: EventResult) -> dict[str, Any]:
     """An entry with its matches explained: highlighted values and deciding predicates."""
-    matches = []
-    for match in result.matches:
-        spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for identifier in match.identifiers:
-            for predicate in identifier.predicates:
-                if predicate.span and predicate.matched_field is not None:
-                    value = predicate.event_value
-                    text = value if isinstance(value, str) else json.dumps(value)
-                    key = (predicate.matched_field, text[:4000])
-                    spans.setdefault(key, []).append(tuple(predicate.span))
-        highlighted = [
-            {"field": name, "pieces": highlight(text, field_spans)}
-            for (name, text), field_spans in spans.items()
-        ]
-        matches.append({"match": match, "highlighted": highlighted})
+    # Values are cut, not excerpted: a job's explanations are not bounded like the sandbox's.
+    matches = [
+        {"match": match, "highlighted": highlighted_values(match, cut=VALUE_CHARS)}
+        for match in result.matches
+    ]
     missing = sorted(set(entry.rule_ids) - {m.rule_id for m in result.matches})
     return {"entry": entry, "matches": matches, "missing": missing}
 
@@ -138,6 +145,8 @@ def _finished_sandbox_job(request: HttpRequest, job_id: Any) -> Job:
     job = viewable_job(request, job_id)
     if job.kind != Job.Kind.SANDBOX or effective_status(job)[0] != Job.Status.SUCCEEDED:
         raise Http404("This job has no matches to export.")
+    if _files_removed(job):
+        raise Http404("The matched events of this job were removed (JOBS_RETENTION_DAYS).")
     return job
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from django.db import IntegrityError, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
+from rest_framework.renderers import JSONRenderer
 
-from catalog.models import Release, RuleRevision
+from catalog.caching import cached
+from catalog.models import Release, ReleaseChanges, RuleRevision
 from catalog.releases import snapshot_of_revision
 from rules.diff import RuleDiff, diff_rules
 
@@ -109,6 +114,56 @@ class Changes:
             "changes": self.changes,
         }
 
+    @classmethod
+    def from_payload(cls, release: Release, payload: str) -> Changes:
+        """The changes a stored answer holds (``since`` is the release before: not needed)."""
+        data = json.loads(payload)
+        lists = {key: data[key] for key in ("added", "modified", "removed", "deprecated")}
+        return cls(release=release, since=None, changes=data["changes"], **lists)
+
+
+def render_changes(changes: Changes) -> str:
+    """The changes API's JSON text: DRF's JSON renderer, so a stored answer is byte for byte
+    what the view would render from :func:`release_changes`."""
+    return JSONRenderer().render(changes.to_dict()).decode()
+
+
+def stored_payload(release: Release) -> str:
+    """The release's stored changes answer (:mod:`catalog.releases` writes it at import).
+
+    A release recorded before answers were stored has none: computed, and stored unless an
+    import stored one meanwhile (the import's copy, made in its transaction, wins).
+    """
+    payload = ReleaseChanges.objects.filter(release=release).values_list("payload", flat=True)
+    found = payload.first()
+    if found is not None:
+        return found
+    text = render_changes(release_changes(release))
+    try:
+        with transaction.atomic():
+            ReleaseChanges.objects.create(release=release, payload=text, version=uuid.uuid4().hex)
+    except IntegrityError:
+        pass
+    return text
+
+
+def stored_changes(release: Release) -> Changes:
+    """:func:`release_changes` of one release, read from its stored answer."""
+    return Changes.from_payload(release, stored_payload(release))
+
+
+def since_payload(release: Release, since: Release) -> str:
+    """The changes answer from ``since`` to ``release`` (several releases), computed once per
+    state of the source's history: every import that changes a release (or reorders them)
+    stores its answer again with a new version, so the versions name that state."""
+    versions = ReleaseChanges.objects.filter(release__source=release.source).order_by("pk")
+    state = hashlib.sha1("".join(versions.values_list("version", flat=True)).encode())
+    return cached(
+        f"release-changes:{release.pk}:{since.pk}",
+        f"history:{state.hexdigest()}",
+        lambda: render_changes(release_changes(release, since)),
+    )
+
 
 class _Row(NamedTuple):
     """What a changelog reads of each revision (no YAML, no extracted rows: model instances
@@ -120,7 +175,7 @@ class _Row(NamedTuple):
     content_hash: str
     status: str
     change_class: str
-    diff: Any
+    diff: str | None  # JSON text, decoded when used
     sequence: int
 
 
@@ -147,7 +202,7 @@ def release_changes(release: Release, since: Release | None = None) -> Changes:
     changes: list[dict[str, Any]] = []
     deprecated: list[str] = []
     for old, new in pairs:
-        entry = new.diff if _stored(old, new) else computed[new.pk]
+        entry = json.loads(new.diff) if _stored(old, new) else computed[new.pk]
         changes.append({"id": new.sigma_id, **entry})
         if new.status == "deprecated" and old.status != "deprecated":
             deprecated.append(new.sigma_id)
@@ -181,9 +236,10 @@ def _span_rows(release: Release, low: int) -> list[_Row]:
     inside = [pk for pk, sequence in sequences.items() if sequence > low]
     outside = [pk for pk, sequence in sequences.items() if sequence <= low]
     span = RuleRevision.objects.filter(release_id__in=inside)
-    # The diff as text, decoded here: the JSON field's converter costs twice json.loads.
+    # The diff as text, decoded only for the revisions the answer uses (the JSON field's
+    # converter would decode every one, and costs twice json.loads).
     rows = [
-        _Row(*row[:-2], json.loads(row[-2]) if row[-2] else None, sequences[row[-1]])
+        _Row(*row[:-2], row[-2] or None, sequences[row[-1]])
         for row in span.annotate(diff_text=Cast("diff", TextField())).values_list(
             *_Row._fields[:-2], "diff_text", "release_id"
         )
@@ -202,7 +258,10 @@ def _computed_diffs(pairs: list[tuple[_Row, _Row]]) -> dict[int, dict[str, Any]]
     """The diff of each (older, newer) pair not stored (a span), keyed by the newer's pk."""
     if not pairs:
         return {}
-    full = RuleRevision.objects.in_bulk([pk for old, new in pairs for pk in (old.pk, new.pk)])
+    # The diff reads the extracted columns, never the YAML (the largest one).
+    full = RuleRevision.objects.defer("yaml", "source_path").in_bulk(
+        [pk for old, new in pairs for pk in (old.pk, new.pk)]
+    )
     found: dict[int, dict[str, Any]] = {}
     for old, new in pairs:
         diff = revision_diff(full[old.pk], full[new.pk])

@@ -14,11 +14,11 @@ from django.views.decorators.http import require_safe
 from catalog.models import Release, Rule, RuleRevision
 from catalog.queries.releases import (
     find_release,
-    release_changes,
     release_revisions,
     removed_in,
     revision_diff,
     rule_revisions,
+    stored_changes,
 )
 from rules.diff import CHANGE_CLASSES, side_by_side
 
@@ -42,7 +42,7 @@ def release_detail(request: HttpRequest, name: str) -> HttpResponse:
     release = find_release(name)
     if release is None:
         raise Http404("No release has this name.")
-    changes = release_changes(release)
+    changes = stored_changes(release)
     wanted = {key: request.GET.get(key, "") for key in ("level", "product", "tactic")}
 
     def keep(revision: RuleRevision | None) -> bool:

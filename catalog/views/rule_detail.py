@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from catalog.caching import Lazy, fingerprint_cached, flag, last_value
+from catalog.correlations import rule_meta
 from catalog.models import Rule
 from catalog.presentation import predicate_groups, safe_url, tag_groups
 from catalog.queries import (
@@ -20,6 +21,7 @@ from catalog.queries import (
     load_rule_children,
     logsource_query,
 )
+from catalog.queries.quality import rule_evidence
 from catalog.services import catalog_fingerprint
 from catalog.views.releases import history_context, removed_rule
 from rules import attack, taxonomy
@@ -30,25 +32,9 @@ PREDICATE_ROWS = 300
 _FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _related(rule: Rule) -> list[dict[str, Any]]:
-    """The rule's ``related`` entries, with the titles of those in the catalog."""
-    items = [item for item in rule.related if isinstance(item, dict)]
-    related_ids = [str(item.get("id", "")) for item in items]
-    found = (
-        dict(Rule.objects.filter(rule_id__in=related_ids).values_list("rule_id", "title"))
-        if related_ids
-        else {}
-    )
-    return [
-        {"id": str(item.get("id", "")), "type": str(item.get("type", "")),
-         "title": found.get(str(item.get("id", "")))}
-        for item in items
-    ]  # fmt: skip
-
-
 def rule_analysis(rule: Rule, show_all: bool) -> dict[str, Any]:
     """Everything below the rule page's header: a fixed number of queries whatever the rule
-    (its children in one, as for the API detail, plus the titles of related rules)."""
+    (its children in one, as for the API detail, plus its evidence in three)."""
     children = load_rule_children(rule.pk)
     indicators, exclusions = children.indicators, children.exclusions
     shown = slice(None) if show_all else slice(PREDICATE_ROWS)
@@ -60,7 +46,8 @@ def rule_analysis(rule: Rule, show_all: bool) -> dict[str, Any]:
     sources = EventShape(rule.product, rule.category, rule.service, selected).sources()
     return {
         "references": [{"text": ref, "url": safe_url(ref)} for ref in rule.references],
-        "related": _related(rule),
+        # Checks, regression replay, related rules (issue 14): three queries.
+        "evidence": rule_evidence(rule),
         "tag_groups": tag_groups(children.tag_rows),
         "coverage": attack.coverage_table(
             t.value for t in children.tag_rows if t.namespace == "attack"
@@ -75,6 +62,8 @@ def rule_analysis(rule: Rule, show_all: bool) -> dict[str, Any]:
         "indicator_count": len(indicators),
         "indicators_cut": len(indicators[shown]) < len(indicators),
         "row_limit": PREDICATE_ROWS,
+        # Correlations using the rule, meta filters applying to it (issue 16): three queries.
+        "meta": rule_meta(rule),
     }
 
 

@@ -495,14 +495,16 @@ class CIDRMatcher(ElementMatcher):
 
 
 class FieldRefMatcher(Matcher):
-    """``|fieldref``: compare with another field of the same event, case-insensitively."""
+    """``|fieldref``: compare with another field of the same event, case-insensitively unless
+    ``cased`` (then on the original text)."""
 
-    __slots__ = ("ends", "other", "starts")
+    __slots__ = ("cased", "ends", "other", "starts")
 
-    def __init__(self, value: SigmaFieldReference) -> None:
+    def __init__(self, value: SigmaFieldReference, cased: bool = False) -> None:
         self.other = value.field
         self.starts = value.starts_with
         self.ends = value.ends_with
+        self.cased = cased
 
     def _span(self, s: str, ref: str) -> Span | None:
         if self.starts and self.ends:
@@ -520,16 +522,20 @@ class FieldRefMatcher(Matcher):
         refs = field_elements(ev, self.other)
         if not refs:
             return None
+        idx = _TEXT if self.cased else _FOLDED
         for i, e in enumerate(elems):
-            s = e.folded
+            s = e[idx]
             if s is None:
                 continue
             for r in refs:
-                if r.folded is None:
+                ref = r[idx]
+                if ref is None:
                     continue
-                span = self._span(s, r.folded)
+                span = self._span(s, ref)
                 if span is not None:
-                    return Found(i, map_span(e.text or "", s, span))
+                    if not self.cased:
+                        span = map_span(e.text or "", s, span)
+                    return Found(i, span)
         return None
 
     def test(self, ev: Event, elems: Elements) -> bool:

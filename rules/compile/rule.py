@@ -41,6 +41,7 @@ from rules.compile import matchers
 from rules.compile.fastpath import EventTest, combine, condition_fast, detection_fast, item_fast
 from rules.compile.literals import Literals, condition_fields, condition_literals, union, weak
 from rules.compile.matchers import Matcher, UnsupportedRuleError
+from rules.compile.requirements import Requirements, rule_requirements
 from rules.compile.tree import Condition, ConditionStage, DetectionNode, IdentifierValues, ItemNode
 from rules.conditions import (
     Node,
@@ -54,6 +55,7 @@ from rules.conditions import (
 )
 from rules.events import Event
 from rules.model import ParsedRule
+from rules.modifiers import CasedFieldReference
 
 __all__ = ["CompiledRule", "compile_condition", "compile_rule", "compile_value"]
 
@@ -113,7 +115,7 @@ def compile_value(value: SigmaType, keyword: bool, mods: frozenset[str]) -> Matc
     if isinstance(value, SigmaCIDRExpression):
         return matchers.CIDRMatcher(value)
     if isinstance(value, SigmaFieldReference):
-        return matchers.FieldRefMatcher(value)
+        return matchers.FieldRefMatcher(value, cased=isinstance(value, CasedFieldReference))
     raise UnsupportedRuleError(f"unsupported value type {type(value).__name__}")
 
 
@@ -255,6 +257,8 @@ class CompiledRule:
     #: Field names one of which must be present for the rule to match (None: no such set).
     fields: Literals = None
     rule: ParsedRule | None = field(default=None, repr=False)
+    #: What a matching event must contain, as clauses (:mod:`rules.compile.requirements`).
+    requirements: Requirements = field(default=(), repr=False)
 
     @property
     def evaluable(self) -> bool:
@@ -342,4 +346,5 @@ def compile_rule(rule: ParsedRule) -> CompiledRule:
     if not unsupported:
         compiled.match = combine([condition_fast(c.tree, identifiers) for c in conditions], False)
         compiled.literals, compiled.fields = _prefilter_sets(conditions, identifiers)
+        compiled.requirements = rule_requirements((c.tree for c in conditions), identifiers)
     return compiled

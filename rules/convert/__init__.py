@@ -8,6 +8,8 @@ printed command line are the same.
 * :mod:`rules.convert.registry`: targets, pipelines, option checks, versions, command lines.
 * :mod:`rules.convert.converter`: :func:`convert`, :class:`Converter` and their results.
 * :mod:`rules.convert.exports`: deployable files (:func:`export_chunks`).
+* :mod:`rules.convert.verify`: does a query parse (luqum, eql, lexical), certain fixes.
+* :mod:`rules.convert.pipelines`: a user's own pipeline YAML, validated (never run as code).
 * :mod:`rules.convert.attack_data`: offline ATT&CK names for the Elastic ``siem_rule`` formats.
 
 Importing this package imports no backend and changes no pySigma state; see the registry.
@@ -27,6 +29,7 @@ from rules.convert.converter import (
     stats,
 )
 from rules.convert.exports import EXPORT_FORMATS, ExportFormat, export_chunks, export_format
+from rules.convert.pipelines import CustomPipeline, PipelineYAMLError, parse_custom_pipeline
 from rules.convert.registry import (
     CONVERTER_VERSION,
     DEFAULT_TARGET,
@@ -44,6 +47,7 @@ from rules.convert.registry import (
     sigma_cli_command,
     sysmon_pipeline,
 )
+from rules.convert.verify import Verdict, verify_outputs
 
 __all__ = [
     "CONVERTER_VERSION",
@@ -57,17 +61,21 @@ __all__ = [
     "ConversionResult",
     "ConversionStats",
     "Converter",
+    "CustomPipeline",
     "ExportFormat",
     "PipelineSpec",
+    "PipelineYAMLError",
     "RuleInput",
     "SigmaPipeline",
     "TargetSpec",
+    "Verdict",
     "backend_version",
     "convert",
     "describe_error",
     "export_chunks",
     "export_format",
     "output_text",
+    "parse_custom_pipeline",
     "prepare_pysigma",
     "resolve_options",
     "result_from_outputs",
@@ -75,4 +83,5 @@ __all__ = [
     "stats",
     "sysmon_pipeline",
     "use_offline_attack_data",
+    "verify_outputs",
 ]

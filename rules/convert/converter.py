@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -25,18 +26,23 @@ from sigma.exceptions import (
     SigmaPlaceholderError,
     SigmaTransformationError,
 )
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.types import Placeholder, SigmaString
 
 from rules.convert.attack_data import needs_attack_data, use_offline_attack_data
+from rules.convert.pipelines import CustomPipeline
 from rules.convert.registry import (
     PipelineSpec,
     TargetSpec,
     backend_version,
+    combine_pipelines,
     resolve_options,
     sigma_cli_command,
 )
+from rules.convert.verify import Verdict, verify_outputs
 from rules.errors import RuleError
 from rules.model import ParsedRule
+from rules.modifiers import conversion_problems, sigma_rule_from_document
 from rules.parse import load_document
 
 RuleInput = str | bytes | ParsedRule | Mapping[str, Any] | SigmaRule
@@ -64,10 +70,35 @@ class ConversionResult:
     error_kind: str | None = None
     outputs: tuple[Any, ...] = field(default=(), repr=False)
     seconds: float = 0.0
+    verifier: str = ""
+    problem: str | None = None
+    fixes: tuple[str, ...] = ()
+    custom_pipeline: str = ""  # digest of a pasted pipeline YAML, "" for none
 
     @property
     def ok(self) -> bool:
+        """The backend produced a query (whether it parses is :attr:`valid`)."""
         return self.error is None
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.verifier, self.problem, self.fixes)
+
+    @property
+    def valid(self) -> bool | None:
+        """True: the query parses (:attr:`verifier` says with what); False: it does not
+        (:attr:`problem` has the parser's message); None: failed or not checked."""
+        return self.verdict.valid if self.ok else None
+
+    @property
+    def status(self) -> str:
+        """'failed', or the verdict: 'verified', 'fixed', 'invalid' or 'unchecked'."""
+        return self.verdict.status if self.ok else "failed"
+
+    @property
+    def usable(self) -> bool:
+        """Converted and not known to be broken: what exports deploy."""
+        return self.ok and self.problem is None
 
     @property
     def queries(self) -> list[str]:
@@ -151,6 +182,10 @@ def describe_error(
     if isinstance(exc, SigmaFeatureNotSupportedByBackendError | NotImplementedError):
         return "unsupported", f"{spec.label} does not support a feature this rule uses: {reason}"
     if isinstance(exc, SigmaTransformationError | SigmaConfigurationError):
+        if not pipe.sigma_pipelines:  # the backend's own built-in pipeline refused it
+            return "pipeline", (
+                f"{spec.label} cannot map this rule (log source {_logsource(rule)}): {reason}"
+            )
         return "pipeline", (
             f"The {pipe.label} pipeline cannot map this rule (log source {_logsource(rule)}): "
             f"{reason}"
@@ -176,11 +211,30 @@ def _sigma_rule(rule: RuleInput) -> SigmaRule:
     """A fresh SigmaRule: pipelines rewrite the rule in place, so one is never reused."""
     if isinstance(rule, SigmaRule):
         return rule
+    # rules.modifiers: the specification's modifiers, read as the engine reads them.
     if isinstance(rule, ParsedRule):
-        return SigmaRule.from_dict(rule.document)
+        return sigma_rule_from_document(rule.document)
     if isinstance(rule, str | bytes):
-        return SigmaRule.from_dict(load_document(rule))
-    return SigmaRule.from_dict(dict(rule))
+        return sigma_rule_from_document(load_document(rule))
+    return sigma_rule_from_document(dict(rule))
+
+
+def placeholders(rule: SigmaRule) -> frozenset[str]:
+    """Names of the rule's ``|expand`` placeholders (read before a pipeline replaces them)."""
+    names: set[str] = set()
+
+    def walk(item: SigmaDetection | SigmaDetectionItem) -> None:
+        if isinstance(item, SigmaDetection):
+            for child in item.detection_items:
+                walk(child)
+            return
+        for value in item.value:
+            if isinstance(value, SigmaString):
+                names.update(part.name for part in value.s if isinstance(part, Placeholder))
+
+    for detection in rule.detection.detections.values():
+        walk(detection)
+    return frozenset(names)
 
 
 def _filename(rule: RuleInput) -> str:
@@ -189,30 +243,89 @@ def _filename(rule: RuleInput) -> str:
     return ""
 
 
+_KEPT_STATE = frozenset({"last_processing_pipeline"})
+"""Backend attributes not restored per rule: the combined pipeline, which pySigma builds on the
+first rule from the backend's unchanged pipelines and resets itself in ``apply``."""
+
+
+def _copied(value: Any) -> Any:
+    return copy.copy(value) if isinstance(value, list | dict | set) else value
+
+
+class _BackendState:
+    """A fresh backend's instance attributes, restored before each rule.
+
+    Backends keep per-conversion state on the instance (Loki's label counter, Sumo Logic's
+    rule list, collected errors): restoring what a freshly built backend held makes each
+    rule's query the one ``sigma convert`` gives for that rule alone, at the cost of a dict
+    copy instead of rebuilding the backend and its pipelines.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.values = {k: _copied(v) for k, v in vars(backend).items() if k not in _KEPT_STATE}
+
+    def restore(self, backend: Backend) -> None:
+        current = vars(backend)
+        for name in [n for n in current if n not in self.values and n not in _KEPT_STATE]:
+            del current[name]
+        for name, value in self.values.items():
+            current[name] = _copied(value)
+
+
 class Converter:
     """Converts rules for one (target, pipeline, output format) with one backend instance.
 
     Reusing the backend across rules is what ``backend.convert(collection)`` does; it saves
-    building the pipeline per rule. Not thread-safe: use one Converter per thread.
+    building the pipeline per rule. Each rule still converts as with a fresh backend: its
+    instance state is restored before every rule (:class:`_BackendState`). Not thread-safe:
+    use one Converter per thread.
     """
 
     def __init__(
-        self, target: str, pipeline: str | None = None, output_format: str | None = None
+        self,
+        target: str,
+        pipeline: str | None = None,
+        output_format: str | None = None,
+        *,
+        custom: CustomPipeline | None = None,
     ) -> None:
         self.spec, self.pipe, self.output_format = resolve_options(target, pipeline, output_format)
+        self.custom = custom
         self.backend_version = backend_version(self.spec.id, self.pipe.id)
         self._backend: Backend | None = None
+        self._state: _BackendState | None = None
         if needs_attack_data(self.output_format):
             use_offline_attack_data()
 
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = self.spec.backend(self.pipe.build())
+            custom = self.custom.build() if self.custom is not None else None
+            self._backend = self.spec.new_backend(combine_pipelines(self.pipe, custom))
+            self._state = _BackendState(self._backend)
         return self._backend
 
+    def _fresh_backend(self) -> Backend:
+        """The backend, in the state a freshly built one has (see :class:`_BackendState`)."""
+        backend = self.backend
+        if self._state is not None:
+            self._state.restore(backend)
+        pipeline = self.spec.fresh_backend_pipeline()
+        if pipeline is not None:
+            # A class-level pipeline that mutates itself: this instance gets a new one.
+            # (an instance attribute shadowing the class one; setattr says so to mypy too)
+            setattr(backend, "backend_processing_pipeline", pipeline)  # noqa: B010
+            setattr(backend, "last_processing_pipeline", None)  # noqa: B010
+        return backend
+
     def command(self, filename: str = "") -> str:
-        return sigma_cli_command(self.spec.id, self.pipe.id, self.output_format, filename)
+        return sigma_cli_command(
+            self.spec.id,
+            self.pipe.id,
+            self.output_format,
+            filename,
+            custom_pipeline=self.custom is not None,
+        )
 
     def convert(self, rule: RuleInput, filename: str = "") -> ConversionResult:
         """Convert one rule; every failure becomes ``error``, nothing is raised."""
@@ -221,12 +334,14 @@ class Converter:
         sigma_rule: SigmaRule | None = None
         try:
             sigma_rule = _sigma_rule(rule)
+            problems = conversion_problems(sigma_rule)
+            if problems:  # a query that silently drops a modifier would be wrong
+                message = f"{self.spec.label} cannot convert this rule: {problems[0]}"
+                return self._result("", command, started, error=message, error_kind="sigma")
+            names = placeholders(sigma_rule)
             stats.backend_calls += 1
-            backend = self.backend
-            # A rule's query must not depend on the rules converted before it with this
-            # backend: counters a fresh backend starts at 0 are reset (Loki's label numbers).
-            for counter in self.spec.per_rule_counters:
-                setattr(backend, counter, 0)
+            # A rule's query must not depend on the rules converted before it.
+            backend = self._fresh_backend()
             outputs = backend.convert_rule(sigma_rule, self.output_format)
         except Exception as exc:  # any backend bug must not break a page or a bulk run
             kind, message = describe_error(exc, self.spec, self.pipe, sigma_rule)
@@ -237,7 +352,15 @@ class Converter:
         if not outputs:
             reason = _empty_reason(self.spec, self.pipe)
             return self._result("", command, started, error=reason, error_kind="empty")
-        return self._result(_query(outputs), command, started, outputs=tuple(outputs))
+        checked, verdict = self.verify(outputs, names)
+        return self._result(_query(checked), command, started, outputs=checked, verdict=verdict)
+
+    def verify(
+        self, outputs: Iterable[Any], names: Iterable[str] = ()
+    ) -> tuple[tuple[Any, ...], Verdict]:
+        """Check the outputs with the target's grammar (fixing what is certain)."""
+        spec = self.spec
+        return verify_outputs(spec.verifier, spec.language, self.output_format, outputs, names)
 
     def convert_many(self, rules: Iterable[RuleInput]) -> Iterator[ConversionResult]:
         """Convert rules in order with the shared backend, one result per rule."""
@@ -253,7 +376,9 @@ class Converter:
         error: str | None = None,
         error_kind: str | None = None,
         outputs: tuple[Any, ...] = (),
+        verdict: Verdict | None = None,
     ) -> ConversionResult:
+        verdict = verdict or Verdict()
         return ConversionResult(
             query=query,
             target=self.spec.id,
@@ -265,6 +390,10 @@ class Converter:
             error_kind=error_kind,
             outputs=outputs,
             seconds=time.perf_counter() - started,
+            verifier=verdict.verifier,
+            problem=verdict.problem,
+            fixes=verdict.fixes,
+            custom_pipeline=self.custom.digest if self.custom is not None else "",
         )
 
 
@@ -275,6 +404,7 @@ def convert(
     output_format: str | None = None,
     *,
     filename: str = "",
+    custom: CustomPipeline | None = None,
 ) -> ConversionResult:
     """Convert one rule (YAML text, :class:`ParsedRule` or rule mapping) for one target.
 
@@ -282,7 +412,7 @@ def convert(
     gives a result with ``error`` set; an unknown target/pipeline/format raises
     :class:`~rules.convert.registry.ConversionParameterError`.
     """
-    return Converter(target, pipeline, output_format).convert(rule, filename)
+    return Converter(target, pipeline, output_format, custom=custom).convert(rule, filename)
 
 
 def result_from_outputs(
@@ -295,9 +425,11 @@ def result_from_outputs(
     error_kind: str | None = None,
     filename: str = "",
     version: str | None = None,
+    verdict: Verdict | None = None,
 ) -> ConversionResult:
     """Rebuild a result from stored outputs (the conversion cache) without converting."""
     outputs = tuple(outputs)
+    verdict = verdict or Verdict()
     return ConversionResult(
         query="" if error else _query(outputs),
         target=target,
@@ -308,4 +440,7 @@ def result_from_outputs(
         output_format=output_format,
         error_kind=error_kind,
         outputs=outputs,
+        verifier=verdict.verifier,
+        problem=verdict.problem,
+        fixes=verdict.fixes,
     )

@@ -81,29 +81,53 @@ def export_chunks(
 ) -> Iterator[str]:
     """Stream ``(rule_id, result)`` pairs as one deployable file, chunk by chunk.
 
-    Rules that failed are left out; formats with comments (``.conf``, YAML) list them at the
-    end so the file says what it does not contain.
+    Rules that failed, and queries that do not parse (:mod:`rules.convert.verify`), are left
+    out and listed at the end with the reason: as comments in the text, ``.conf`` and YAML
+    files, and in NDJSON as one last summary line (the shape of Kibana's own export summary,
+    ``{"exportedCount": ..., "notExported": [...]}``).
     """
     spec = TARGETS[target]
     writer = export_format(target, output_format)
-    skipped: list[str] = []
+    skipped: list[tuple[str, str, str]] = []
     first = True
+    exported = 0
     header = _header(writer.kind)
     if header:
         yield header
     for rule_id, result in results:
         if not result.ok:
-            skipped.append(f"{rule_id}: {result.error}")
+            skipped.append((rule_id, "failed", result.error or ""))
             continue
+        if result.problem is not None:
+            skipped.append((rule_id, "invalid", f"does not parse: {result.problem}"))
+            continue
+        exported += 1
         for output in result.outputs:
             yield _export_item(writer.kind, spec, output, first)
             first = False
     if writer.kind == "loki_ruler" and first:
         yield "    []\n"  # no rule converted: keep the YAML valid
-    if skipped and writer.kind in ("savedsearches", "loki_ruler"):
-        yield f"\n# {len(skipped)} rule(s) not converted:\n"
-        for line in skipped:
-            yield "# " + " ".join(line.split()) + "\n"
+    if writer.kind == "ndjson":
+        if skipped:
+            yield _ndjson_summary(exported, skipped)
+    elif skipped:
+        yield f"\n# {len(skipped)} rule(s) not exported:\n"
+        for rule_id, _, reason in skipped:
+            yield "# " + " ".join(f"{rule_id}: {reason}".split()) + "\n"
+
+
+def _ndjson_summary(exported: int, skipped: list[tuple[str, str, str]]) -> str:
+    """Kibana ends its own exports with such a line (``exportedCount``); importers skip it."""
+    summary = {
+        "exportedCount": exported,
+        "missingRefCount": 0,
+        "missingReferences": [],
+        "notExported": [
+            {"rule_id": rule_id, "status": status, "reason": reason}
+            for rule_id, status, reason in skipped
+        ],
+    }
+    return json.dumps(summary, ensure_ascii=False) + "\n"
 
 
 def _export_item(kind: str, spec: TargetSpec, output: Any, first: bool) -> str:

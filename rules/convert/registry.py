@@ -30,7 +30,7 @@ from sigma.conversion.base import Backend
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.processing.resolver import ProcessingPipelineResolver
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 """Bumped whenever this registry changes what a (target, pipeline) produces; it is part of
 :func:`backend_version`, so cached conversions made by an older registry are not reused."""
 
@@ -153,8 +153,11 @@ class TargetSpec:
     """A conversion target: one pySigma backend as sigma-cli names it (``-t ID``).
 
     ``backend_ref`` is the ``module:class`` of the backend; :attr:`backend` imports it.
-    ``per_rule_counters`` are backend attributes a fresh backend starts at 0 and that must be
-    reset before each rule when one backend converts many (see ``Converter.convert``).
+    ``backend_options`` are passed to the backend as ``sigma convert -O key=value`` does.
+    ``verifier`` picks the check of :mod:`rules.convert.verify` ("lucene", "eql",
+    "elastalert", "python", "json"; "lexical" by default).
+    ``backend_pipeline_ref`` names the factory of a backend's class-level pipeline that keeps
+    state between rules (its transformations mutate themselves): it is rebuilt per rule.
     """
 
     id: str
@@ -168,7 +171,9 @@ class TargetSpec:
     export_formats: tuple[str, ...] = ("default",)
     language: str = ""
     text_separator: str = "\n"
-    per_rule_counters: tuple[str, ...] = ()
+    backend_options: tuple[tuple[str, str], ...] = ()
+    backend_pipeline_ref: str = ""
+    verifier: str = "lexical"
 
     @property
     def backend(self) -> type[Backend]:
@@ -176,6 +181,19 @@ class TargetSpec:
         prepare_pysigma()
         backend: type[Backend] = _load(self.backend_ref)
         return backend
+
+    def new_backend(self, pipeline: ProcessingPipeline | None) -> Backend:
+        """A backend instance with this target's options (as ``sigma convert -O`` passes)."""
+        options: dict[str, Any] = dict(self.backend_options)
+        # pySigma annotates **backend_options as dicts; sigma-cli passes strings, as here.
+        return self.backend(pipeline, **options)
+
+    def fresh_backend_pipeline(self) -> ProcessingPipeline | None:
+        """A new instance of the backend's own stateful pipeline, or None if it has none."""
+        if not self.backend_pipeline_ref:
+            return None
+        factory: Callable[[], ProcessingPipeline] = _load(self.backend_pipeline_ref)
+        return factory()
 
     @property
     def requires_pipeline(self) -> bool:
@@ -209,7 +227,9 @@ def _target(target_id: str, entry: Mapping[str, Any], sets: Mapping[str, list[st
         export_formats=tuple(entry.get("export_formats", ("default",))),
         language=entry.get("language", ""),
         text_separator=entry.get("text_separator", "\n"),
-        per_rule_counters=tuple(entry.get("per_rule_counters", ())),
+        backend_options=tuple((k, str(v)) for k, v in entry.get("backend_options", {}).items()),
+        backend_pipeline_ref=entry.get("backend_pipeline", ""),
+        verifier=entry.get("verifier", "lexical"),
     )
 
 
@@ -312,19 +332,45 @@ def _pipeline_allows(sigma_pipeline: str, target: str) -> bool:
     return not allowed or target in allowed
 
 
+CUSTOM_PIPELINE_FILE = "pipeline.yml"
+"""The file name a pasted pipeline has in the printed command line (``-p pipeline.yml``)."""
+
+
+def combine_pipelines(
+    named: PipelineSpec, custom: ProcessingPipeline | None
+) -> ProcessingPipeline | None:
+    """``sigma convert -p A -p pipeline.yml``: ordered by (priority, name or path), summed."""
+    if custom is None:
+        return named.build()
+    parts = [(SIGMA_PIPELINES[n].factory(), n) for n in named.sigma_pipelines]
+    parts.append((custom, CUSTOM_PIPELINE_FILE))
+    ordered = sorted(parts, key=lambda part: (part[0].priority, part[1]))
+    combined: ProcessingPipeline = sum((p for p, _ in ordered), ProcessingPipeline())
+    return combined
+
+
 def sigma_cli_command(
-    target: str, pipeline: str = "none", output_format: str = "default", filename: str = ""
+    target: str,
+    pipeline: str = "none",
+    output_format: str = "default",
+    filename: str = "",
+    *,
+    custom_pipeline: bool = False,
 ) -> str:
     """The ``sigma convert`` command line that produces the same query."""
     spec, pipe = TARGETS[target], PIPELINES[pipeline]
     parts = ["sigma", "convert", "-t", spec.id]
     for name in pipe.sigma_pipelines:
         parts += ["-p", name]
-    if not pipe.sigma_pipelines and spec.requires_pipeline:
+    if custom_pipeline:
+        parts += ["-p", CUSTOM_PIPELINE_FILE]
+    elif not pipe.sigma_pipelines and spec.requires_pipeline:
         parts.append("--without-pipeline")
     if not all(_pipeline_allows(name, spec.id) for name in pipe.sigma_pipelines):
         parts.append("--disable-pipeline-check")
     if output_format != "default":
         parts += ["-f", output_format]
+    for key, value in spec.backend_options:
+        parts += ["-O", f"{key}={value}"]
     parts.append(filename or "rule.yml")
     return shlex.join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from io import StringIO
 
@@ -15,6 +16,9 @@ from catalog import conversion
 from catalog.models import Conversion
 from rules import convert as conv
 from tests.conversion.rules_fixtures import PLACEHOLDER_ID, PROCESS_ID, SEED_ID
+from tests.factories import make_rule, rule_yaml
+
+KEYWORD_ID = "5f3c1f1e-0000-4000-8000-0000000000e1"
 
 pytestmark = pytest.mark.django_db
 
@@ -226,16 +230,22 @@ def test_export_savedsearches_streams_filtered_rules(site, client, catalog_rules
 def test_export_ndjson_and_skipped_rules(site, client, catalog_rules) -> None:
     response = client.get("/api/convert/export/?target=lucene&format=siem_rule_ndjson")
     assert response["Content-Type"] == "application/x-ndjson"
-    rules = [json.loads(line) for line in _body(response).splitlines()]
+    *rules, summary = [json.loads(line) for line in _body(response).splitlines()]
     ids = {r["rule_id"] for r in rules}
     assert {SEED_ID, PROCESS_ID} <= ids and PLACEHOLDER_ID not in ids
+    # The last line says what is not in the file, and why (Kibana's export summary shape).
+    assert summary["exportedCount"] == len(rules)
+    skipped = {item["rule_id"]: item for item in summary["notExported"]}
+    assert skipped[PLACEHOLDER_ID]["status"] == "failed" and skipped[PLACEHOLDER_ID]["reason"]
 
 
 def test_export_plain_list(site, client, catalog_rules) -> None:
     body = _body(client.get("/api/convert/export/?target=kusto&format=default&q=Whoami"))
     assert body.startswith("DeviceProcessEvents\n| where") and "\n\n" not in body
     body = _body(client.get("/api/convert/export/?target=kusto&pipeline=none&format=default"))
-    assert len(body.strip().split("\n\n")) == 2  # placeholder and fieldref rules left out
+    queries, trailer = body.split("\n# 2 rule(s) not exported:\n")
+    assert len(queries.strip().split("\n\n")) == 2  # placeholder and fieldref rules left out
+    assert PLACEHOLDER_ID in trailer
 
 
 def test_export_uses_and_fills_the_cache(site, client, catalog_rules, calls) -> None:
@@ -328,3 +338,122 @@ def test_section_renders_before_the_urls_are_wired(settings, seed_rule) -> None:
     request = RequestFactory().get(f"/rules/{SEED_ID}/")
     html = render_to_string("rules/_convert.html", {"rule": seed_rule, "request": request})
     assert 'id="convert"' in html and "EventCode=4104" in html
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def test_api_says_whether_the_query_parses(site, client, seed_rule) -> None:
+    data = client.get(f"/api/rules/{SEED_ID}/convert/?target=lucene").json()
+    assert data["ok"] and data["valid"] is True and data["status"] == "verified"
+    assert data["verifier"] == "luqum" and data["problem"] is None and data["fixes"] == []
+
+
+def test_invalid_query_is_marked_in_api_page_export_and_report(site, client, db) -> None:
+    text = rule_yaml(
+        title="Bare Keywords",
+        id=KEYWORD_ID,
+        logsource={"product": "linux"},
+        detection="keywords:\n    - 'bash -c'\n    - '/dev/tcp/'\ncondition: keywords",
+        level="high",
+    )
+    make_rule(text)
+    data = client.get(f"/api/rules/{KEYWORD_ID}/convert/?target=eql").json()
+    assert data["ok"] and data["valid"] is False and data["status"] == "invalid"
+    assert data["problem"].startswith("line 1, column")
+    page = client.get(f"/rules/{KEYWORD_ID}/convert/?target=eql").content.decode()
+    assert "Does not parse" in page and data["problem"] in html.unescape(page)
+    *rules, summary = [
+        json.loads(line)
+        for line in _body(client.get("/api/convert/export/?target=eql")).splitlines()
+    ]
+    assert rules == [] and summary["notExported"][0]["status"] == "invalid"
+    assert "does not parse" in summary["notExported"][0]["reason"]
+    out = StringIO()
+    call_command("convert_rules", "--target", "eql", stdout=out)
+    assert "1 invalid" in out.getvalue() and f"INVALID {KEYWORD_ID}" in out.getvalue()
+    report = client.get("/convert/report/?target=eql").content.decode()
+    assert "do not parse" in report and "Bare Keywords" in report
+
+
+def test_cached_verdict_is_read_back(seed_rule, calls) -> None:
+    first, _ = conversion.get_conversion(seed_rule, "eql")
+    again, cached = conversion.get_conversion(seed_rule, "eql")
+    assert cached and calls() == 1
+    assert (again.verifier, again.problem, again.fixes) == (first.verifier, None, ())
+    assert again.status == "verified"
+
+
+# --------------------------------------------------------------------------- custom pipeline
+
+PIPELINE_YAML = """\
+name: my field names
+priority: 30
+transformations:
+  - type: field_name_mapping
+    mapping:
+      ScriptBlockText: script.text
+"""
+
+
+def test_api_custom_pipeline_changes_the_output(site, client, seed_rule, calls) -> None:
+    url = f"/api/rules/{SEED_ID}/convert/"
+    body = {"target": "splunk", "pipeline": "splunk_windows", "pipeline_yaml": PIPELINE_YAML}
+    data = client.post(url, body, content_type="application/json").json()
+    assert 'script.text="*Test-NetConnection*"' in data["query"]
+    assert data["sigma_cli_command"].endswith(
+        "-p windows-logsources -p splunk_windows -p pipeline.yml posh_ps_test_netconnection.yml"
+    )
+    assert data["cached"] is False and data["custom_pipeline"]
+    client.post(url, body, content_type="application/json")
+    assert calls() == 2 and Conversion.objects.count() == 0  # never cached
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "line", "words"),
+    [
+        ("name: x\ntransformations:\n  - type: nope\n", 3, "nope"),
+        ("name: x\ntransformations: [1\n", 3, "YAML"),
+        (
+            "transformations:\n  - type: field_name_mapping\n    mapping: {a: b}\n"
+            "finalizers:\n  - type: template\n    template: '{{ queries }}'\n",
+            5,
+            "Jinja",
+        ),
+        ("transformations:\n  - type: value_placeholders\n    path: /etc\n", 3, "path"),
+        ("!!python/object:os.system {}\n", 1, "YAML"),
+    ],
+)
+def test_api_broken_pipeline_is_400_naming_the_line(
+    site, client, seed_rule, yaml_text, line, words
+) -> None:
+    response = client.post(
+        f"/api/rules/{SEED_ID}/convert/",
+        {"target": "splunk", "pipeline_yaml": yaml_text},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    data = response.json()
+    assert data["parameter"] == "pipeline_yaml"
+    assert data["detail"].startswith(f"line {line}: ") and words in data["detail"]
+
+
+def test_api_pipeline_size_cap(site, client, seed_rule) -> None:
+    response = client.post(
+        f"/api/rules/{SEED_ID}/convert/",
+        {"target": "splunk", "pipeline_yaml": "# x\n" * 20000},
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "larger than" in response.json()["detail"]
+
+
+def test_page_custom_pipeline_form(site, client, seed_rule) -> None:
+    url = f"/rules/{SEED_ID}/convert/"
+    form = {"target": "splunk", "pipeline": "splunk_windows", "pipeline_yaml": PIPELINE_YAML}
+    page = client.post(url, form)
+    assert page.status_code == 200
+    body = html.unescape(page.content.decode())
+    assert 'script.text="*Test-NetConnection*"' in body and "-p pipeline.yml" in body
+    broken = client.post(url, {**form, "pipeline_yaml": "transformations:\n  - type: nope\n"})
+    assert broken.status_code == 400
+    assert "line 2: " in html.unescape(broken.content.decode())

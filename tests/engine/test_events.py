@@ -233,7 +233,7 @@ def test_empty_inputs() -> None:
 
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown"):
-        parse_events("{}", kind="xml")
+        parse_events("{}", kind="yaml")  # "xml" is a kind (rules.shapes)
 
 
 def test_max_events_limit() -> None:

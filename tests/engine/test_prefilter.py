@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from rules.compile import compile_rule, regex_literals
 from rules.evaluate import Evaluator, Prefilter
@@ -72,24 +74,27 @@ def test_regex_required_literals() -> None:
     assert regex_literals("[[:alpha:]]]") is None  # POSIX classes: do not trust Python's parse
 
 
+_LITERAL_FREE = [
+    ({"selection": {"Image": "a.exe"}, "condition": "not selection"}, {}),
+    (sel(ParentImage=None), {}),
+    (sel(**{"Field|exists": True}), {"Field": None}),
+    (sel(**{"Field|exists": False}), {}),
+    (sel(**{"Size|gt": 10}), {"Size": "11"}),
+    (sel(**{"Ip|cidr": "10.0.0.0/8"}), {"Ip": "10.1.2.3"}),
+    (sel(**{"A|fieldref": "B"}), {"A": "x", "B": "x"}),
+    (sel(**{"CommandLine|re": "^.{200,}$"}), {"CommandLine": "x" * 200}),
+    (sel(Value=""), {"Value": ""}),
+    (sel(Value="*"), {"Value": "anything"}),
+    (sel(Value="?"), {"Value": "1"}),
+    (sel(Enabled=True), {"Enabled": True}),
+    (sel(**{"User|neq": "x"}), {"User": "y"}),
+    ({"a": {"A": "x"}, "b": {"B": None}, "condition": "a or b"}, {}),
+]
+
+
 @pytest.mark.parametrize(
-    "detection",
-    [
-        {"selection": {"Image": "a.exe"}, "condition": "not selection"},
-        sel(ParentImage=None),
-        sel(**{"Field|exists": True}),
-        sel(**{"Field|exists": False}),
-        sel(**{"Size|gt": 10}),
-        sel(**{"Ip|cidr": "10.0.0.0/8"}),
-        sel(**{"A|fieldref": "B"}),
-        sel(**{"CommandLine|re": "^.{200,}$"}),
-        sel(Value=""),
-        sel(Value="*"),
-        sel(Value="?"),
-        sel(Enabled=True),
-        sel(**{"User|neq": "x"}),
-        {"a": {"A": "x"}, "b": {"B": None}, "condition": "a or b"},
-    ],
+    ("detection", "fields"),
+    _LITERAL_FREE,
     ids=[
         "not-only",
         "null",
@@ -107,11 +112,26 @@ def test_regex_required_literals() -> None:
         "or-with-a-literal-free-side",
     ],
 )
-def test_rules_without_a_required_literal_are_always_candidates(detection: dict[str, Any]) -> None:
+def test_rules_without_a_required_literal_are_candidates_when_they_match(
+    detection: dict[str, Any], fields: dict[str, Any]
+) -> None:
     rule = compiled(detection)
     assert rule.evaluable and rule.literals is None
     pf = Prefilter([rule], [0])
-    assert pf.candidates("") == {0} and pf.candidates("anything") == {0}
+    event = event_from_mapping(fields)
+    assert rule.match(event)
+    assert pf.event_candidates(event) == {0}
+    if not rule.requirements:  # nothing to check: a candidate for every event
+        assert pf.event_candidates(event_from_mapping({"Other": "anything"})) == {0}
+
+
+def test_requirements_keep_the_fields_a_rule_reads() -> None:
+    # No literal, but the field must be there for `|gt`, `|re`, `|cidr` or `|exists: true`.
+    for detection, fields in [_LITERAL_FREE[n] for n in (2, 4, 5, 6, 7)]:
+        rule = compiled(detection)
+        pf = Prefilter([rule], [0])
+        assert pf.event_candidates(event_from_mapping({"Other": "x"})) == set(), detection
+        assert pf.event_candidates(event_from_mapping(fields)) == {0}, detection
 
 
 def test_filter_literals_are_never_required() -> None:
@@ -130,9 +150,13 @@ def test_prefilter_candidates_follow_the_literals() -> None:
         compiled(sel(ParentImage=None), f"{RULE_ID[:-1]}c"),
     ]
     pf = Prefilter(rules, [0, 1, 2])
-    assert pf.candidates("run\x00MIMIKATZ".casefold()) == {0, 2}
-    assert pf.candidates("nothing here") == {2}
-    assert pf.candidates("rubeus mimikatz") == {0, 1, 2}
+
+    def candidates(**fields: Any) -> set[int]:
+        return pf.event_candidates(event_from_mapping(fields))
+
+    assert candidates(Image="run", CommandLine="MIMIKATZ") == {0, 2}
+    assert candidates(CommandLine="nothing here") == {2}
+    assert candidates(CommandLine="rubeus mimikatz") == {0, 1, 2}
 
 
 def test_evaluator_prefilter_on_and_off_agree_on_inline_rules() -> None:
@@ -192,5 +216,153 @@ def test_required_fields_filter_candidates() -> None:
     null_rule = compiled(sel(ParentImage=None))
     assert null_rule.fields is None
     pf = Prefilter([rule, null_rule], [0, 1])
-    assert pf.candidates("\\x.exe\x00bob", frozenset({"Other"})) == {1}
-    assert pf.candidates("\\x.exe\x00bob", frozenset({"Image", "User"})) == {0, 1}
+    wrong_fields = event_from_mapping({"Other": "\\x.exe", "Another": "bob"})
+    assert pf.event_candidates(wrong_fields) == {1}
+    both = event_from_mapping({"Image": "C:\\X.exe", "User": "bob"})
+    assert pf.event_candidates(both) == {0, 1}
+
+
+# -- the prefilter never drops a rule that matches (generated rules and events) --------------
+
+_FIELDS = ["Image", "CommandLine", "EventID", "New Process Name", "a.b", "User"]
+_TEXTS = ["cmd.exe", "C:\\Windows\\CMD.EXE", "Straße", "STRASSE", "4104", "1", "", "x y", "É"]
+_NUMBERS = [4104, 4104.0, 1, 1.5, 0]
+_MODIFIERS = ["", "", "", "|contains", "|startswith", "|endswith", "|contains|all", "|cased", "|re",
+              "|windash|contains", "|exists"]  # fmt: skip
+_rule_value = st.one_of(
+    st.sampled_from(_TEXTS), st.sampled_from(_NUMBERS), st.sampled_from(["*", "?", "c*d"])
+)
+_event_value = st.one_of(
+    st.sampled_from(_TEXTS),
+    st.sampled_from([*_NUMBERS, True, None]),
+    st.lists(st.sampled_from([*_TEXTS, 4104, 1]), max_size=3),
+)
+
+
+@st.composite
+def _items(draw: st.DrawFn) -> dict[str, Any]:
+    items: dict[str, Any] = {}
+    for _ in range(draw(st.integers(1, 2))):
+        name, modifier = draw(st.sampled_from(_FIELDS)), draw(st.sampled_from(_MODIFIERS))
+        if modifier == "|exists":
+            items[name + modifier] = draw(st.booleans())
+        elif modifier in ("|re", "|cased"):
+            items[name + modifier] = draw(
+                st.lists(st.sampled_from(_TEXTS[:5]), min_size=1, max_size=3)
+            )
+        else:
+            items[name + modifier] = draw(st.lists(_rule_value, min_size=1, max_size=3))
+    return items
+
+
+@st.composite
+def _detections(draw: st.DrawFn) -> dict[str, Any]:
+    detection: dict[str, Any] = {"sel1": draw(_items()), "sel2": draw(_items())}
+    if draw(st.booleans()):
+        detection["kw"] = draw(st.lists(st.sampled_from(_TEXTS[:4]), min_size=1, max_size=2))
+    conditions = ["sel1", "sel1 and sel2", "sel1 or sel2", "sel1 and not sel2", "1 of sel*",
+                  "all of sel*", "sel1 or (sel2 and not sel1)"]  # fmt: skip
+    if "kw" in detection:
+        conditions += ["kw", "kw and sel1", "kw or sel2"]
+    detection["condition"] = draw(st.sampled_from(conditions))
+    return detection
+
+
+def _rule_fields(detection: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """(field, values) of every item, for events built from the rule's own values."""
+    out = []
+    for name, items in detection.items():
+        if isinstance(items, dict):
+            for key, values in items.items():
+                out.append((key.split("|")[0], values if isinstance(values, list) else [values]))
+    return out
+
+
+@st.composite
+def _events(draw: st.DrawFn, detection: dict[str, Any]) -> dict[str, Any]:
+    """Mostly the rule's own fields and values (so that rules match), in other shapes: as
+    numbers or strings, in lists, under a space-less or dotted name, in another field."""
+    own = _rule_fields(detection)
+    fields: dict[str, Any] = {}
+    for _ in range(draw(st.integers(0, 4))):
+        if own and draw(st.integers(0, 3)):
+            name, values = draw(st.sampled_from(own))
+            value = draw(st.sampled_from([v for v in values if not isinstance(v, bool)] or [1]))
+            text = str(value)
+            shapes = [value, text, text.upper(), text.swapcase(), [value, "other"], f"x{text}y"]
+            if isinstance(value, int | float):
+                shapes.append(float(value))
+            value = draw(st.sampled_from(shapes))
+            if draw(st.integers(0, 4)) == 0:
+                name = draw(st.sampled_from(_FIELDS))
+        else:
+            name, value = draw(st.sampled_from(_FIELDS)), draw(_event_value)
+        if name == "New Process Name" and draw(st.booleans()):
+            name = "NewProcessName"
+        if name == "a.b" and draw(st.booleans()):
+            fields["a"] = {"b": value}
+        else:
+            fields[name] = value
+    return fields
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(detection=_detections(), data=st.data())
+def test_a_matching_rule_is_always_a_candidate(detection: dict[str, Any], data: Any) -> None:
+    """Numbers against strings, casefolding (ß), lists, space-less aliases, dotted paths,
+    keywords, negations, ``|all``, expansions: whenever the rule matches, it is a candidate."""
+    try:
+        rule = compiled(detection)
+    except Exception:  # a combination pySigma refuses
+        assume(False)
+    assume(rule.evaluable)
+    pf = Prefilter([rule], [0])
+    for fields in data.draw(st.lists(_events(detection), min_size=1, max_size=8)):
+        event = event_from_mapping(fields)
+        if rule.match(event):
+            assert pf.event_candidates(event) == {0}, (rule.requirements, fields)
+
+
+@pytest.mark.parametrize(
+    ("detection", "fields"),
+    [
+        (sel(Image="cmd.exe"), {"Image": "CMD.EXE"}),
+        (sel(Name="Straße"), {"Name": "STRASSE"}),
+        (sel(EventID=4104), {"EventID": 4104.0}),
+        (sel(EventID=4104), {"EventID": "4104"}),
+        (sel(EventID=1), {"EventID": [7, 1]}),
+        (sel(EventID=1.5), {"EventID": 1.5}),
+        (sel(**{"New Process Name": "a.exe"}), {"NewProcessName": "A.exe"}),
+        (sel(NewProcessName="a.exe"), {"New Process Name": "A.exe"}),
+        (sel(**{"a.b": "x"}), {"a": {"b": "X"}}),
+        (sel(**{"a.b": 4104}), {"a": [{"b": 4104}]}),
+        (sel(Enabled=True), {"Enabled": "True"}),
+        (sel(**{"Image|endswith": ["\\a.exe", "\\b.exe"]}), {"Image": ["x", "C:\\B.EXE"]}),
+        (
+            sel(**{"CommandLine|contains|all": ["ab", "longer-one"]}),
+            {"CommandLine": "LONGER-ONE ab"},
+        ),
+        ({"keywords": ["Mimikatz"], "condition": "keywords"}, {"Any": {"deep": ["MIMIKATZ x"]}}),
+    ],
+)
+def test_facts_read_values_as_the_matchers_do(
+    detection: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """Exact values compare casefolded, numbers numerically and as text, through lists,
+    space-less aliases and dotted paths: the prefilter's facts must hold where the matchers
+    do."""
+    rule = compiled(detection)
+    event = event_from_mapping(fields)
+    assert rule.match(event)
+    assert Prefilter([rule], [0]).event_candidates(event) == {0}, rule.requirements
+
+
+def test_every_required_item_is_checked() -> None:
+    """An AND keeps all its items' clauses: the rule needs EventID 1 *and* the literal."""
+    rule = compiled(sel(EventID=1, **{"CommandLine|contains": "mimikatz"}))
+    pf = Prefilter([rule], [0])
+    assert pf.event_candidates(event_from_mapping({"EventID": 1, "CommandLine": "x"})) == set()
+    assert (
+        pf.event_candidates(event_from_mapping({"EventID": 3, "CommandLine": "mimikatz"})) == set()
+    )
+    assert pf.event_candidates(event_from_mapping({"EventID": 1, "CommandLine": "Mimikatz"})) == {0}

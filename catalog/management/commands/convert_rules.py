@@ -90,23 +90,33 @@ class Command(BaseCommand):
             f"{summary.target.id} / {summary.pipeline.id} / {summary.output_format}: "
             f"{summary.converted} converted, {summary.failed} failed of {summary.total} rules "
             f"({summary.total - summary.from_cache} converted now, {summary.from_cache} cached, "
-            f"{summary.seconds:.1f} s)"
+            f"{summary.seconds:.1f} s); queries: {summary.verified} verified, "
+            f"{summary.fixed} fixed, {summary.invalid} invalid, {summary.unchecked} unchecked"
         )
-        self.stdout.write(self.style.SUCCESS(head) if not summary.failed else head)
+        clean = not summary.failed and not summary.invalid
+        self.stdout.write(self.style.SUCCESS(head) if clean else head)
         shown = summary.failures if limit is None else summary.failures[:limit]
         for failure in shown:
             self.stdout.write(f"  FAILED {failure.rule_id} {failure.title!r}: {failure.error}")
         if len(shown) < len(summary.failures):
             self.stdout.write(f"  ... {len(summary.failures) - len(shown)} more failures")
+        invalid = summary.problems if limit is None else summary.problems[:limit]
+        for problem in invalid:
+            self.stdout.write(
+                f"  INVALID {problem.rule_id} {problem.title!r}: does not parse: {problem.error}"
+            )
+        if len(invalid) < len(summary.problems):
+            self.stdout.write(f"  ... {len(summary.problems) - len(invalid)} more invalid")
 
     def _print_table(self, summaries: list[TargetSummary]) -> None:
         if len(summaries) < 2:
             return
         self.stdout.write("")
-        self.stdout.write(f"{'target':<18} {'pipeline':<22} {'converted':>9} {'failed':>7} "
-                          f"{'rules':>6} {'seconds':>8}")  # fmt: skip
+        self.stdout.write(f"{'target':<18} {'pipeline':<22} {'converted':>9} {'verified':>8} "
+                          f"{'fixed':>5} {'invalid':>7} {'failed':>7} {'rules':>6} "
+                          f"{'seconds':>8}")  # fmt: skip
         for s in summaries:
             self.stdout.write(
-                f"{s.target.id:<18} {s.pipeline.id:<22} {s.converted:>9} {s.failed:>7} "
-                f"{s.total:>6} {s.seconds:>8.1f}"
+                f"{s.target.id:<18} {s.pipeline.id:<22} {s.converted:>9} {s.verified:>8} "
+                f"{s.fixed:>5} {s.invalid:>7} {s.failed:>7} {s.total:>6} {s.seconds:>8.1f}"
             )

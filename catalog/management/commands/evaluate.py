@@ -1,7 +1,9 @@
 """``manage.py evaluate PATH...``: evaluate event files against the catalog, print matches.
 
 One JSON object per line on standard output for each match (``event`` is the 0-based index
-over all inputs, in order); a summary on standard error; exit status 2 for unreadable input.
+over all inputs, in order; ``suppressed_by`` lists the meta filters that removed it), then one
+``{"correlation": ...}`` line per correlation match over the events in timestamp order; a
+summary on standard error; exit status 2 for unreadable input.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from catalog.correlations import CommandMeta
 from catalog.management.commands._cli import add_paths_argument, progress_bar
 from catalog.sandbox import catalog_evaluator
 from rules.events import Event, EventInputError, load_events_file, parse_events
+from rules.shapes import SHAPE_LABELS
 from rules.text_input import MAX_FILE_BYTES
 
 
 class Command(BaseCommand):
     help = (
-        "Evaluate events (JSON, JSON lines, evtx_dump JSON, .evtx, or '-' for stdin) against "
+        "Evaluate events (JSON or JSON lines: evtx_dump, Winlogbeat, Hayabusa, Chainsaw; "
+        "Windows event XML; .evtx; or '-' for stdin) against "
         "the catalog's rules; print one JSON line per match."
     )
 
@@ -32,6 +38,11 @@ class Command(BaseCommand):
         parser.add_argument("--all-rules", action="store_true", help="ignore logsource scoping")
         parser.add_argument(
             "--rule", action="append", default=[], metavar="ID", help="only this rule (repeat)"
+        )
+        parser.add_argument(
+            "--timestamp-field",
+            metavar="FIELD",
+            help="the field holding each event's time, for correlations (default: detected)",
         )
         parser.add_argument("--no-progress", action="store_true")
 
@@ -73,31 +84,42 @@ class Command(BaseCommand):
         bar = progress_bar(
             total=len(events), unit="event", hidden=options["no_progress"] or len(events) < 200
         )
+        meta = CommandMeta(evaluator)  # meta filters and correlations (issue 16)
         for start, ids_per_event in self._match(events, evaluator, options, rule_ids):
             for offset, ids in enumerate(ids_per_event):
+                kept = meta.keep(events[start + offset], ids)
                 for rule_id in ids:
                     matches += 1
                     rule = evaluator.rule(rule_id)
-                    self.stdout.write(
-                        json.dumps(
-                            {
-                                "event": start + offset,
-                                "rule_id": rule_id,
-                                "title": rule.title if rule else "",
-                                "level": rule.level if rule else "",
-                            }
-                        )
-                    )
+                    line = {
+                        "event": start + offset,
+                        "rule_id": rule_id,
+                        "title": rule.title if rule else "",
+                        "level": rule.level if rule else "",
+                    }
+                    if rule_id not in kept:
+                        line["suppressed_by"] = meta.suppressed_by(events[start + offset], rule_id)
+                    self.stdout.write(json.dumps(line))
             bar.update(len(ids_per_event))
         bar.close()
+        for correlation in meta.correlate(events, options["timestamp_field"]):
+            self.stdout.write(json.dumps({"correlation": correlation}))
         rules = len(rule_ids) if rule_ids else len(evaluator)
         seconds = time.perf_counter() - started
         self.stderr.write(
-            f"{len(events)} events, {rules} rules, {matches} matches, {seconds:.2f} s"
+            f"{len(events)} events ({_shapes(events)}), {rules} rules, {matches} matches, "
+            f"{seconds:.2f} s"
         )
 
 
 CHUNK = 5000
+
+
+def _shapes(events: list[Event]) -> str:
+    """``read as Windows event XML`` (the input shapes, rules.shapes): detect mode says so."""
+    counts = Counter(e.kind for e in events)
+    names = [SHAPE_LABELS.get(kind, kind) for kind, _ in counts.most_common()]
+    return "read as " + (", ".join(names) if names else "nothing")
 
 
 def _read(path: str) -> list[Event]:

@@ -1,0 +1,203 @@
+"""The importer's evidence writes: validator findings, regression replays, related rules.
+
+Runs inside the importer's transaction, right after :func:`catalog.import_rows.write_plan`.
+Findings and replays were computed by the parse step (``ParsedRule.findings`` and
+``ParsedRule.regression``, filled in :mod:`catalog.importer`'s workers); here they become rows,
+keyed by the revision's content hash. Related rules depend on the whole catalog, so they are
+recomputed for every rule whenever an import changed anything: a rule page then reads them in
+one query instead of comparing the rule with the catalog on every view.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+
+from catalog.import_rows import ImportPlan, insert_rows
+from catalog.models import RelatedRule, Rule, RuleFinding, RuleIndicator, RuleRegression
+from rules.model import ParsedRule
+from rules.regression import replay
+from rules.similarity import IndexedRule, SimilarityIndex
+from rules.validate import validate_rule
+
+RELATED_LIMIT = 10
+SHARED_KEPT = 25  # shared identities stored per related pair (the count is kept whole)
+_CHUNK = 900
+
+
+def write_evidence(plan: ImportPlan, *, catalog_changed: bool) -> None:
+    """Store the findings and replays of the rules this import wrote; refresh related rules."""
+    written = [(item.parsed, item.digest) for item in (*plan.new, *plan.changed)]
+    if written:
+        pk_by_id = _pks([parsed.id for parsed, _ in written])
+        _delete_for([item.pk for item in plan.changed])
+        _write_findings(written, pk_by_id)
+        _write_regressions(written, pk_by_id)
+    if catalog_changed and evidence_enabled():
+        refresh_related()
+
+
+def _pks(rule_ids: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(rule_ids), _CHUNK):
+        chunk = rule_ids[start : start + _CHUNK]
+        found.update(Rule.objects.filter(rule_id__in=chunk).values_list("rule_id", "pk"))
+    return found
+
+
+def _delete_for(rule_pks: list[int]) -> None:
+    for start in range(0, len(rule_pks), _CHUNK):
+        chunk = rule_pks[start : start + _CHUNK]
+        RuleFinding.objects.filter(rule_id__in=chunk).delete()
+        RuleRegression.objects.filter(rule_id__in=chunk).delete()
+
+
+def _write_findings(written: Sequence[tuple[ParsedRule, str]], pk_by_id: dict[str, int]) -> None:
+    insert_rows(
+        RuleFinding,
+        ["rule_id", "content_hash", "position", "validator", "severity", "message", "line"],
+        [
+            (pk_by_id[parsed.id], digest, position, f.validator[:100], f.severity[:20],
+             f.message, f.line)
+            for parsed, digest in written
+            for position, f in enumerate(parsed.findings)
+        ],
+    )  # fmt: skip
+
+
+def _write_regressions(written: Sequence[tuple[ParsedRule, str]], pk_by_id: dict[str, int]) -> None:
+    rows = []
+    for parsed, digest in written:
+        outcome = parsed.regression
+        if outcome is None:
+            continue
+        rows.append(
+            (pk_by_id[parsed.id], digest, outcome.declared[:1000], outcome.tested,
+             outcome.passed, outcome.samples, outcome.matches, outcome.provider[:200],
+             outcome.error, json.dumps(outcome.to_dict()["tests"]), outcome.sample_json)
+        )  # fmt: skip
+    insert_rows(
+        RuleRegression,
+        ["rule_id", "content_hash", "declared", "tested", "passed", "samples", "matches",
+         "provider", "error", "tests", "sample_json"],
+        rows,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Related rules
+# --------------------------------------------------------------------------------------------
+
+
+Label = tuple[str, str, str]
+
+
+def compatible(a: Label, b: Label) -> bool:
+    """Logsources whose rules can see the same events: equal, or one is the other's product
+    alone (``windows`` covers ``windows/process_creation``)."""
+    if a == b:
+        return True
+    generic_a, generic_b = not (a[1] or a[2]), not (b[1] or b[2])
+    return a[0] == b[0] and (generic_a or generic_b)
+
+
+def refresh_related() -> None:
+    """Recompute every rule's related rules (similar by indicators, ``related:`` links)."""
+    RelatedRule.objects.all().delete()
+    rules = list(
+        Rule.objects.values_list("pk", "rule_id", "title", "product", "category", "service",
+                                 "related")
+    )  # fmt: skip
+    pk_of = {rule_id: pk for pk, rule_id, *_ in rules}
+    labels: dict[str, Label] = {rule_id: (p, c, s) for _, rule_id, _, p, c, s, _ in rules}
+    titles = {rule_id: title for _, rule_id, title, *_ in rules}
+    identities = _identities(pk_of)
+    rows = list(_similar_rows(labels, titles, identities, pk_of))
+    rows.extend(_link_rows([(rule_id, related) for _, rule_id, *_, related in rules], pk_of))
+    insert_rows(
+        RelatedRule,
+        ["rule_id", "other_id", "other_sigma_id", "relation", "direction", "rank", "score",
+         "shared", "shared_count", "same_logsource"],
+        rows,
+    )  # fmt: skip
+
+
+def _identities(pk_of: dict[str, int]) -> dict[str, set[tuple[str, str, str]]]:
+    sigma_of = {pk: rule_id for rule_id, pk in pk_of.items()}
+    found: dict[str, set[tuple[str, str, str]]] = {rule_id: set() for rule_id in pk_of}
+    links = RuleIndicator.objects.values_list(
+        "rule_id", "indicator__field", "indicator__kind", "indicator__value_key"
+    ).iterator(chunk_size=5000)
+    for rule_pk, field, kind, value_key in links:
+        found[sigma_of[rule_pk]].add((field, kind, value_key))
+    return found
+
+
+def _similar_rows(
+    labels: dict[str, Label],
+    titles: dict[str, str],
+    identities: dict[str, set[tuple[str, str, str]]],
+    pk_of: dict[str, int],
+) -> Iterable[tuple[object, ...]]:
+    """Top similar rules per rule, each compared only with rules of a compatible logsource:
+    one :class:`SimilarityIndex` per distinct logsource, holding the compatible rules."""
+    by_label: dict[Label, list[str]] = defaultdict(list)
+    for rule_id, label in labels.items():
+        by_label[label].append(rule_id)
+    for label, members in by_label.items():
+        pool = [
+            rule_id
+            for other, ids in by_label.items()
+            if compatible(label, other)
+            for rule_id in ids
+        ]
+        index = SimilarityIndex.build(
+            IndexedRule(r, titles[r], "/".join(labels[r]), frozenset(identities[r])) for r in pool
+        )
+        for rule_id in members:
+            for rank, found in enumerate(index.similar_to_rule(rule_id, limit=RELATED_LIMIT)):
+                shared = [list(identity) for identity in found.shared[:SHARED_KEPT]]
+                yield (pk_of[rule_id], pk_of[found.id], found.id, "similar", "", rank,
+                       round(found.score, 6), json.dumps(shared), len(found.shared),
+                       found.same_logsource)  # fmt: skip
+
+
+def _link_rows(
+    declared: list[tuple[str, list[dict[str, str]]]], pk_of: dict[str, int]
+) -> Iterable[tuple[object, ...]]:
+    """Each ``related:`` entry both ways: ``out`` on the rule naming it, ``in`` on the other."""
+    rank: dict[int, int] = defaultdict(int)
+    for rule_id, entries in declared:
+        for entry in entries or []:
+            other = str(entry.get("id", ""))[:100]
+            kind = str(entry.get("type", "") or "related")[:30]
+            if not other or other == rule_id:
+                continue
+            source_pk, target_pk = pk_of[rule_id], pk_of.get(other)
+            yield (source_pk, target_pk, other, kind, "out", rank[source_pk], 0.0, "[]", 0,
+                   False)  # fmt: skip
+            rank[source_pk] += 1
+            if target_pk is not None:
+                yield (target_pk, source_pk, rule_id, kind, "in", rank[target_pk], 0.0, "[]",
+                       0, False)  # fmt: skip
+                rank[target_pk] += 1
+
+
+# --------------------------------------------------------------------------------------------
+# The parse step (runs in the importer's worker processes)
+# --------------------------------------------------------------------------------------------
+
+
+def evidence_enabled() -> bool:
+    """``IMPORT_EVIDENCE`` (default on): the import benchmark turns it off for its baseline."""
+    return bool(getattr(settings, "IMPORT_EVIDENCE", True))
+
+
+def add_evidence(parsed: ParsedRule, file_path: str) -> None:
+    """Validate ``parsed`` and replay its regression samples; ``file_path`` is where it was
+    read (``archive.zip!member`` for archive entries, which are validated, not replayed)."""
+    parsed.findings = validate_rule(parsed.sigma, parsed.raw_yaml, parsed.source_path)
+    parsed.regression = replay(parsed, file_path)
