@@ -5,12 +5,17 @@ Prints events/s against the target (>= 2,500 events/s per worker process) and th
 peak memory (ru_maxrss). Uses ``DATABASE_URL`` when set (the corpus is imported when the
 catalog is empty), else a scratch SQLite database with the corpus imported into it::
 
-    .venv/bin/python bench/bench_jobs.py [--mb 100] [--all-rules] [--corpus DIR]
+    .venv/bin/python bench/bench_jobs.py [--mb 100] [--all-rules] [--corpus DIR] [--baseline REF]
 
-``--micro`` measures the engine alone, in µs per event, on the same events (no Django, no
+With ``--baseline REF`` the same upload is also run, first, by a worker whose hot path
+(``HOT_PATH``) is that of git revision REF (copied to a scratch folder, the working tree is
+not touched), and the ratio of the two is printed: the comparison of one run on a shared
+machine.
+
+``--micro`` measures the engine alone, in CPU µs per event, on the same events (no Django, no
 database): decoding a line into an event, the prefilter, and matching (prefilter included),
-every rule on every event. With ``--baseline REF`` it runs the same measurement on the engine
-(``rules/``) of the git revision REF (``git archive``, the working tree is not touched) in
+every rule on every event. With ``--baseline REF`` it runs the same measurement with the hot
+path (``HOT_PATH``: prefilter, evaluator, fastpath, access, literals) of git revision REF in
 alternating subprocesses, and prints the ratios of the same run: a fair comparison on a
 shared machine::
 
@@ -22,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,13 +134,27 @@ def _micro_subprocess(engine_root: Path | None, corpus: Path, rounds: int) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+HOT_PATH = (
+    "rules/evaluate/prefilter.py",
+    "rules/evaluate/evaluator.py",
+    "rules/compile/fastpath.py",
+    "rules/compile/access.py",
+    "rules/compile/literals.py",
+)
+"""The evaluation hot path: what ``--baseline`` takes from the other revision."""
+
+
 def _baseline_tree(ref: str) -> Path:
-    """``rules/`` at ``ref`` in a scratch folder (git archive only reads the repository)."""
+    """This tree's ``rules/`` with the hot-path files as they are at ``ref``, in a scratch
+    folder (``git show`` only reads the repository). Everything else stays as it is here,
+    so the comparison isolates the hot path from other work in the tree."""
     root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
-    archive = subprocess.run(
-        ["git", "archive", ref, "rules"], cwd=REPO, check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    shutil.copytree(REPO / "rules", root / "rules", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in HOT_PATH:
+        text = subprocess.run(
+            ["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True
+        ).stdout
+        (root / path).write_bytes(text)
     return root
 
 
@@ -185,7 +204,9 @@ def main() -> None:
         help="evaluate every rule on every event (default: the sandbox's logsource scoping)",
     )  # fmt: skip
     parser.add_argument("--micro", action="store_true", help="the engine alone, µs per event")
-    parser.add_argument("--baseline", metavar="REF", help="--micro: compare with rules/ at REF")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="compare with the engine (rules/) of git revision REF"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="--micro: rounds per process")
     parser.add_argument("--repeat", type=int, default=3, help="--baseline: processes per side")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -204,46 +225,74 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.core.files import File
-
     from bench.corpus_db import ensure_corpus
-    from catalog.jobs.models import Job
-    from catalog.jobs.services import create_job
 
     ensure_corpus(args.corpus)
     upload_path = scratch / "events.jsonl"
     lines = build_upload(args.corpus, upload_path, args.mb)
     print(f"upload: {upload_path.stat().st_size / 2**20:.1f} MiB, {lines:,} events")
+    sides: list[tuple[str, Path | None]] = [("working tree", None)]
+    if args.baseline:  # the baseline's engine first, then this tree's, in the same run
+        sides.insert(0, (f"baseline ({args.baseline})", _baseline_tree(args.baseline)))
+    rates = [_run_job(args, scratch, upload_path, label, root) for label, root in sides]
+    upload_path.unlink()
+    if len(rates) == 2:
+        print(f"ratio working tree/baseline: {rates[1] / rates[0]:.2f}x events/s")
+
+
+def _run_job(
+    args: argparse.Namespace, scratch: Path, upload_path: Path, label: str,
+    engine_root: Path | None,
+) -> float:  # fmt: skip
+    """One job over the upload in a fresh ``db_worker --batch`` process (with the engine at
+    ``engine_root`` first on its path, when given); prints and returns its events/s."""
+    from django.core.files import File
+
+    from catalog.jobs.models import Job
+    from catalog.jobs.services import create_job
+
     with upload_path.open("rb") as handle:
         job = create_job(
             Job.Kind.SANDBOX, File(handle, name="events.jsonl"), user=None,
             options={"all_rules": args.all_rules},
         )  # fmt: skip
-    upload_path.unlink()
+    peak_file = scratch / "peak.txt"
+    # The worker reports its own peak memory at exit, so each side's figure is its own.
+    worker = (
+        "import atexit, resource, runpy, sys\n"
+        f"sys.path.insert(0, {str(engine_root or REPO)!r})\n"
+        f"atexit.register(lambda: open({str(peak_file)!r}, 'w').write("
+        "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+        "sys.argv = ['manage.py', 'db_worker', '--batch', '--no-startup-delay', "
+        "'--no-reload', '-v0']\n"
+        "runpy.run_path('manage.py', run_name='__main__')\n"
+    )
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay",
-         "--no-reload", "-v0"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+        [sys.executable, "-c", worker], cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
     )  # fmt: skip
     wall = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mib = int(peak_file.read_text()) / 1024
     job.refresh_from_db()
     if job.status != Job.Status.SUCCEEDED:
         sys.exit(f"job {job.status}: {job.message}")
     result = job.result
-    rate = result["events_per_second"]
-    print(f"job: {result['events']:,} events, {result['matches']:,} matches of "
+    rate = float(result["events_per_second"])
+    print(f"{label}:")
+    print(f"  job: {result['events']:,} events, {result['matches']:,} matches of "
           f"{result['rules_matched']} rules (catalog: {result['rules']} rules, "
           f"{'every rule on every event' if args.all_rules else 'logsource-scoped'})")  # fmt: skip
     print(
-        f"evaluation: {result['seconds']:.1f} s, {rate:,.0f} events/s "
+        f"  evaluation: {result['seconds']:.1f} s, {rate:,.0f} events/s = "
+        f"{1e6 / rate:,.0f} µs/event "
         f"(target >= {TARGET_EVENTS_PER_SECOND:,}: {rate / TARGET_EVENTS_PER_SECOND:.2f}x)"
     )
     print(
-        f"worker process: {wall:.1f} s wall including start-up and rule compilation, "
+        f"  worker process: {wall:.1f} s wall including start-up and rule compilation, "
         f"peak memory (ru_maxrss) {peak_mib:,.0f} MiB"
     )
+    return rate
 
 
 if __name__ == "__main__":

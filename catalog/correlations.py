@@ -364,8 +364,7 @@ class CatalogMeta:
 
 _lock = threading.Lock()
 _cached: tuple[str, CatalogMeta] | None = None
-_FINGERPRINT_TTL = 2.0  # as catalog.services.FINGERPRINT_TTL: a round trip saved per request
-_fingerprint: tuple[float, str] | None = None
+_fingerprint: tuple[float, str, str] | None = None  # (when, rule fingerprint, key)
 
 
 def meta_fingerprint() -> str:
@@ -383,12 +382,17 @@ def catalog_meta(fingerprint: str | None = None) -> CatalogMeta:
     if fingerprint is not None:
         key = fingerprint
     else:
-        from catalog.services import current_fingerprint  # services imports the importer
+        from catalog import services  # services imports the importer, which imports this
 
+        # Reused like the rule fingerprint (same TTL); a changed rule fingerprint (every
+        # import that writes a correlation or filter touches the rules it names) is seen at once.
         now = time.monotonic()
-        if _fingerprint is None or now - _fingerprint[0] >= _FINGERPRINT_TTL:
-            _fingerprint = (now, f"{current_fingerprint()}|{meta_fingerprint()}")
-        key = _fingerprint[1]
+        rules = services.current_fingerprint()
+        held = _fingerprint
+        if held is None or held[1] != rules or now - held[0] >= services.FINGERPRINT_TTL:
+            held = (now, rules, f"{rules}|{meta_fingerprint()}")
+            _fingerprint = held
+        key = held[2]
     cached = _cached
     if cached is not None and cached[0] == key:
         return cached[1]

@@ -21,7 +21,7 @@ from catalog.models import RelatedRule, Rule, RuleFinding, RuleIndicator, RuleRe
 from rules.model import ParsedRule
 from rules.regression import replay
 from rules.similarity import IndexedRule, SimilarityIndex
-from rules.validate import validate_rule
+from rules.validate import validate_rule, validator_names
 
 RELATED_LIMIT = 10
 SHARED_KEPT = 25  # shared identities stored per related pair (the count is kept whole)
@@ -194,6 +194,11 @@ def _link_rows(
 def evidence_enabled() -> bool:
     """``IMPORT_EVIDENCE`` (default on): the import benchmark turns it off for its baseline."""
     return bool(getattr(settings, "IMPORT_EVIDENCE", True))
+
+
+def prepare_evidence() -> None:
+    """Build the validators (and load their offline data) in this process."""
+    validator_names()
 
 
 def add_evidence(parsed: ParsedRule, file_path: str) -> None:

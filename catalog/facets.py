@@ -184,7 +184,7 @@ def _changed_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
 
 
 def _check_counts(rules: QuerySet[Rule] | None) -> FacetCounts:
-    """"Has findings" first, then each validator by the number of rules it flags."""
+    """The "has findings" value first, then each validator by the number of rules it flags."""
     findings = scoped(RuleFinding.objects.all(), rules, "rule_id")
     rows = (
         findings.values_list("validator")

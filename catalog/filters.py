@@ -79,6 +79,15 @@ class ChangedSinceFilter(django_filters.Filter):
     field_class = ChangedSinceField
 
 
+def check_choices() -> list[tuple[str, str]]:
+    """``any``, ``none`` and every validator identifier (pySigma's and SigmaHQ's)."""
+    from sigma.validators.core import validators as core
+    from sigma.validators.sigmahq import validators as sigmahq
+
+    names = sorted(set(core) | set(sigmahq))
+    return [(CHECK_ANY, "Has findings"), (CHECK_NONE, "No findings")] + [(n, n) for n in names]
+
+
 class ProfileField(forms.CharField):
     """A telemetry profile in its URL form (``/coverage/?p=``), cleaned to a Profile."""
 
@@ -116,7 +125,8 @@ class RuleFilterSet(django_filters.FilterSet):
     rule_set = django_filters.CharFilter(field_name="rule_set")
     indicator = django_filters.NumberFilter(method="filter_indicator")
     exclusion = django_filters.NumberFilter(method="filter_exclusion")
-    check = django_filters.CharFilter(
+    check = django_filters.ChoiceFilter(
+        choices=check_choices,
         method="filter_check",
         help_text="Validator findings: 'any', 'none', or a validator identifier",
     )
@@ -185,9 +195,7 @@ class RuleFilterSet(django_filters.FilterSet):
         result, _ = coverage_answer(value)
         return queryset.filter(rule_id__in=result.firable)
 
-    def filter_regression(
-        self, queryset: QuerySet[Rule], name: str, value: str
-    ) -> QuerySet[Rule]:
+    def filter_regression(self, queryset: QuerySet[Rule], name: str, value: str) -> QuerySet[Rule]:
         runs = {
             "tested": Q(tested=True),
             "passed": Q(tested=True, passed=True),

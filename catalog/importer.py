@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.correlations import split_sources, write_meta_documents
-from catalog.evidence import add_evidence, evidence_enabled, write_evidence
+from catalog.evidence import add_evidence, evidence_enabled, prepare_evidence, write_evidence
 from catalog.import_rows import (
     ChangedRule,
     ImportPlan,
@@ -308,6 +308,8 @@ def _parse_all(items: list[SourceFile]) -> Iterator[ParsedRule | RuleError]:
     thread parses serially.
     """
     evidence = evidence_enabled()
+    if evidence and items:
+        prepare_evidence()  # before forking: the workers share the validators built once
     jobs = [(source.data, source.catalog_path, source.path, evidence) for source in items]
     workers = min(os.cpu_count() or 1, 4)
     if (

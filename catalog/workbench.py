@@ -24,6 +24,7 @@ from catalog.models import ImportRun, Rule, RuleIndicator
 from catalog.queries.events import EventShape, event_filter, event_slug
 from catalog.sandbox import API_LIMITS, TIME_BUDGET_SECONDS, SandboxRun, run_sandbox
 from catalog.services import current_fingerprint
+from catalog.templatetags.catalog_tags import rarity
 from rules import attack, taxonomy
 from rules.backtest import REGRESSION_DIR, RegressionSet, load_regression_set
 from rules.convert import TARGETS, ConversionResult, Converter
@@ -80,10 +81,8 @@ def _build_index() -> tuple[SimilarityIndex, dict[Identity, int]]:
     return SimilarityIndex.from_rows(rules, links), pks
 
 
-def _index_state() -> tuple[SimilarityIndex, dict[Identity, int]]:
-    state: tuple[SimilarityIndex, dict[Identity, int]] = _cached(
-        "index", current_fingerprint(), _build_index
-    )
+def _index_state(fingerprint: str) -> tuple[SimilarityIndex, dict[Identity, int]]:
+    state: tuple[SimilarityIndex, dict[Identity, int]] = _cached("index", fingerprint, _build_index)
     return state
 
 
@@ -93,7 +92,7 @@ def similarity_index() -> SimilarityIndex:
     Its ``corpus_count(identity)`` equals ``Indicator.rule_count`` for that identity: both
     count distinct rules linked to the identity by ``RuleIndicator`` rows.
     """
-    return _index_state()[0]
+    return _index_state(current_fingerprint())[0]
 
 
 def regression_root() -> Path | None:
@@ -122,10 +121,11 @@ def _regression_set() -> RegressionSet | None:
     return load_regression_set(root) if root is not None else None
 
 
-def regression_set() -> RegressionSet | None:
+def regression_set(fingerprint: str | None = None) -> RegressionSet | None:
     """Every regression sample of the catalog's corpus, once per catalog state (None when
     the corpus has no ``regression_data``)."""
-    found: RegressionSet | None = _cached("regression", current_fingerprint(), _regression_set)
+    state = fingerprint or current_fingerprint()
+    found: RegressionSet | None = _cached("regression", state, _regression_set)
     return found
 
 
@@ -215,7 +215,9 @@ class WorkbenchReport:
             "findings": [f.to_dict() for f in self.findings],
             "stages": [_stage(s) for s in rule.stages] if rule else [],
             "exclusions": [p.to_dict() for p in analysis.exclusions],
-            "indicators": [p.to_dict() for p in analysis.indicators],
+            "indicators": [
+                {**p.to_dict(), "rarity": draft_rarity(p.corpus)} for p in analysis.indicators
+            ],
             "attack": _coverage(self.coverage),
             "events": [_event_source(s) for s in self.events],
             "duplicate": _similar(analysis.duplicate) if analysis.duplicate else None,
@@ -230,6 +232,12 @@ class WorkbenchReport:
             ],
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
+
+
+def draft_rarity(corpus: int | None) -> str:
+    """The rule page's rarity, counting the draft among the rules that use an indicator:
+    ``unique`` when no catalog rule does."""
+    return rarity((corpus or 0) + 1)
 
 
 def _catalog_rule(found: tuple[str, str] | None) -> dict[str, str] | None:
@@ -324,10 +332,9 @@ def _conversion(result: ConversionResult) -> dict[str, Any]:
     }
 
 
-def _indicator_ids(analysis: DraftAnalysis) -> dict[Identity, int]:
+def _indicator_ids(analysis: DraftAnalysis, pks: dict[Identity, int]) -> dict[Identity, int]:
     """Catalog Indicator pks of the draft's indicators (links to their pages), from the
     process-wide index: no query per request."""
-    pks = _index_state()[1]
     return {p.identity: pks[p.identity] for p in analysis.indicators if p.identity in pks}
 
 
@@ -343,8 +350,10 @@ def run_workbench(
 ) -> WorkbenchReport:
     """Analyse one draft: everything the page and the API show, in one pass."""
     started = time.perf_counter()
-    samples = regression_set() if backtest else None
-    analysis = analyse_draft(text, similarity_index(), regression=samples)
+    fingerprint = current_fingerprint()  # once: every process-wide state is of this catalog
+    index, pks = _index_state(fingerprint)
+    samples = regression_set(fingerprint) if backtest else None
+    analysis = analyse_draft(text, index, regression=samples)
     report = WorkbenchReport(analysis, backtest_unavailable=backtest and samples is None)
     rule = analysis.rule
     if rule is not None:
@@ -354,9 +363,9 @@ def run_workbench(
         selected = event_filter((p.field, p.kind, p.value) for p in analysis.indicators)
         ls = rule.logsource
         report.events = EventShape(ls.product, ls.category, ls.service, selected).sources()
-        report.indicator_ids = _indicator_ids(analysis)
-        found = Rule.objects.filter(rule_id=rule.id).values_list("rule_id", "title").first()
-        report.catalog_rule = found
+        report.indicator_ids = _indicator_ids(analysis, pks)
+        same_id = index.rules.get(rule.id)  # the index holds every catalog rule
+        report.catalog_rule = (same_id.id, same_id.title) if same_id else None
         if events and analysis.evaluator is not None:
             # The draft alone, whatever the event's logsource: a test asks about its logic.
             report.tests = run_sandbox(

@@ -150,6 +150,8 @@ def _text(value: Any, key: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ProfileError(f"{key} values must be strings", key)
     text = str(value).strip()
+    if "\x00" in text:
+        raise ProfileError(f"{key} values cannot hold NUL characters", key)
     if len(text) > MAX_TEXT:
         raise ProfileError(f"{key} values are at most {MAX_TEXT} characters", key)
     return text
@@ -262,9 +264,15 @@ def coverage(profile: Profile, rules: Sequence[RuleNeeds]) -> CoverageResult:
     reasons: Counter[str] = Counter()
     techniques_all: Counter[str] = Counter()
     techniques_firable: Counter[str] = Counter()
+    # Rules of one logsource mostly share their event sources: decide each pair once.
+    by_source: dict[tuple[LogsourceKey, tuple[SourceRef, ...]], tuple[str, ...]] = {}
     for rule in rules:
         techniques_all.update(rule.techniques)
-        why = _blocked_by(rule, profile, picks, seen_fields)
+        key = (rule.logsource, rule.sources)
+        missing = by_source.get(key)
+        if missing is None:
+            missing = by_source[key] = _missing_source(rule, profile, picks)
+        why = missing or _missing_fields(rule, seen_fields)
         if why:
             blocked.append(Blocked(rule.id, why))
             reasons.update(reason.split(":", 1)[0] for reason in why)
@@ -285,23 +293,22 @@ def _pick_index(picks: Iterable[EventSourcePick]) -> dict[str, set[int | None]]:
     return index
 
 
-def _blocked_by(
-    rule: RuleNeeds,
-    profile: Profile,
-    picks: Mapping[str, set[int | None]],
-    seen_fields: set[str] | None,
+def _missing_source(
+    rule: RuleNeeds, profile: Profile, picks: Mapping[str, set[int | None]]
 ) -> tuple[str, ...]:
-    if not (
-        _logsource_collected(rule.logsource, profile.logsources)
-        or _source_collected(rule.sources, picks)
+    if _logsource_collected(rule.logsource, profile.logsources) or _source_collected(
+        rule.sources, picks
     ):
-        wanted = " or ".join(ref.label for ref in rule.sources[:6])
-        return (f"{REASON_SOURCE}: {wanted or rule.label or 'no logsource'}",)
-    if seen_fields is not None:
-        missing = sorted(f for f in rule.fields if f.casefold() not in seen_fields)
-        if missing:
-            return (f"{REASON_FIELDS}: {', '.join(missing[:10])}",)
-    return ()
+        return ()
+    wanted = " or ".join(ref.label for ref in rule.sources[:6])
+    return (f"{REASON_SOURCE}: {wanted or rule.label or 'no logsource'}",)
+
+
+def _missing_fields(rule: RuleNeeds, seen_fields: set[str] | None) -> tuple[str, ...]:
+    if seen_fields is None:
+        return ()
+    missing = sorted(f for f in rule.fields if f.casefold() not in seen_fields)
+    return (f"{REASON_FIELDS}: {', '.join(missing[:10])}",) if missing else ()
 
 
 def _logsource_collected(rule: LogsourceKey, collected: Iterable[LogsourceKey]) -> bool:

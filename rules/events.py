@@ -1,5 +1,9 @@
 """Event input for the sandbox: JSON, JSON lines, evtx_dump JSON, ``.evtx`` files, scriptblocks.
 
+Other input shapes (Windows event XML, Winlogbeat/ECS, Hayabusa, Chainsaw, evtx JSON with
+separate attributes) are detected and normalised by :mod:`rules.shapes`, which
+:func:`read_events` and :func:`event_from_mapping` call.
+
 Everything the evaluator reads from an event goes through :class:`Event`:
 
 * ``fields`` is a flat mapping. Windows events in evtx_dump shape
@@ -47,6 +51,7 @@ __all__ = [
     "MISSING",
     "POWERSHELL_CHANNEL",
     "POWERSHELL_PROVIDER",
+    "READ_KINDS",
     "EmptyInputError",
     "Event",
     "EventInputError",
@@ -522,6 +527,7 @@ class EventReading(NamedTuple):
     encoding: str | None  # UTF-8, UTF-16LE, ...; None for str input and EVTX
     shape: str = ""  # rules.shapes.SHAPES: evtx-json, event-xml, winlogbeat, ...
     records: int = 0  # records read, when more than events (Hayabusa/Chainsaw detections)
+    notes: tuple[str, ...] = ()  # what the input lacks (rules.shapes.ShapeReading.notes)
 
     @property
     def label(self) -> str:
@@ -530,7 +536,7 @@ class EventReading(NamedTuple):
         from rules.shapes import ShapeReading  # rules.shapes builds on this module
 
         if self.kind in ("json", "xml"):
-            shaped = ShapeReading(self.events, self.shape, self.encoding, self.records)
+            shaped = ShapeReading(self.events, self.shape, self.encoding, self.records, self.notes)
             return shaped.label
         name = {"evtx": "EVTX", "scriptblock": "scriptblock"}[self.kind]
         return f"{name} ({self.encoding})" if self.encoding else name
@@ -591,7 +597,7 @@ def read_events(
     shaped = events_from_mappings(_json_objects(text, max_events), max_events=max_events)
     if not shaped.events:
         raise EmptyInputError("no event in input", line=1, column=1)
-    return EventReading(shaped.events, "json", encoding, shaped.shape, shaped.records)
+    return EventReading(shaped.events, "json", encoding, shaped.shape, shaped.records, shaped.notes)
 
 
 def parse_events(

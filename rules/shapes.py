@@ -25,8 +25,9 @@ within :data:`MAX_XML_CHARS` and :data:`MAX_XML_DEPTH`.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
@@ -357,6 +358,7 @@ class ShapeReading:
     shape: str
     encoding: str | None = None
     records: int = 0  # records read (Hayabusa/Chainsaw write one per detection)
+    notes: tuple[str, ...] = ()  # what the input lacks, for the person who pasted it
 
     @property
     def label(self) -> str:
@@ -365,7 +367,9 @@ class ShapeReading:
         text = f"{SHAPE_LABELS.get(self.shape, self.shape)}, {n:,} event{'s' if n != 1 else ''}"
         if self.records > n:
             text += f" from {self.records:,} detections"
-        return f"{text} ({self.encoding})" if self.encoding else text
+        if self.encoding:
+            text += f" ({self.encoding})"
+        return "; ".join([text, *self.notes])
 
 
 def _identity(fields: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -385,9 +389,11 @@ def events_from_mappings(
     events: list[Event] = []
     shape: str | None = None
     seen: set[tuple[Any, ...]] = set()
-    records = 0
+    records = missing_data = 0
     for record, obj in enumerate(items):
         found, normalised = normalise_records(obj)
+        if found == "hayabusa" and not isinstance(obj.get("AllFieldInfo"), Mapping):
+            missing_data += 1
         if shape is None:
             shape = found
         elif found != shape:
@@ -407,7 +413,14 @@ def events_from_mappings(
             events.append(Event(fields, index=len(events), kind=found))
             if max_events is not None and len(events) > max_events:
                 raise EventInputError(f"more than {max_events} events", record=len(events) - 1)
-    return ShapeReading(events, shape or "json", records=records)
+    notes: tuple[str, ...] = ()
+    if missing_data:
+        notes = (
+            f"{missing_data:,} Hayabusa record{'s' if missing_data != 1 else ''} without "
+            "AllFieldInfo: only System fields were read (write them with --profile "
+            "all-field-info or super-verbose)",
+        )
+    return ShapeReading(events, shape or "json", records=records, notes=notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,26 +511,6 @@ def xml_event_fields(element: Element) -> dict[str, Any]:
     return _with_time(flatten_evtx({"Event": record}))
 
 
-class _Text:
-    """A file-like view of text for iterparse, without copying it into one wrapped string."""
-
-    def __init__(self, pieces: Iterable[str]) -> None:
-        self._pieces: Iterator[str] = iter(pieces)
-        self._buffer = ""
-
-    def read(self, size: int = -1) -> str:
-        while size < 0 or len(self._buffer) < size:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            self._buffer += piece
-        if size < 0:
-            out, self._buffer = self._buffer, ""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
-
-
 def parse_xml_events(text: str, *, max_events: int | None = None) -> list[Event]:
     """Events from Windows event XML: one ``<Event>``, several concatenated (``wevtutil``), or
     wrapped in ``<Events>`` (Event Viewer's "Save as XML"). Refuses DTDs and entity
@@ -531,7 +524,7 @@ def parse_xml_events(text: str, *, max_events: int | None = None) -> list[Event]
         raise EventShapeError("XML with a DTD or entity declarations (<!DOCTYPE>) is refused")
     body = _DECLARATION.sub("", text.lstrip("\ufeff"))
     # Concatenated events have no root: wrap them (the extra line is taken off positions).
-    source = _Text(["<Events>\n", body, "\n</Events>"])
+    source = io.StringIO("<Events>\n" + body + "\n</Events>")
     events: list[Event] = []
     depth = 0
     stack: list[str] = []

@@ -155,12 +155,15 @@ class SimilarityIndex:
         exclude: Iterable[str] = (),
         limit: int = DEFAULT_LIMIT,
         min_score: float = 0.0,
+        title: str | None = None,
     ) -> list[Similar]:
         """The catalog rules most similar to a set of identities, best first.
 
         Only rules sharing at least one identity are candidates. Ranked by score, then the
-        number of shared identities, then same logsource first, then title. ``exclude`` drops
-        rule ids (the rule itself, when comparing a catalog rule with the rest).
+        number of shared identities, then same logsource first, then the same ``title``
+        first (a copy's original among rules with the same indicators), then title.
+        ``exclude`` drops rule ids (the rule itself, when comparing a catalog rule with the
+        rest).
         """
         wanted = tuple(dict.fromkeys(identities))
         if not wanted or limit <= 0:
@@ -170,7 +173,7 @@ class SimilarityIndex:
         for identity in wanted:
             overlap.update(self.postings.get(identity, ()))
         size = len(wanted)
-        ranked: list[tuple[float, int, bool, str, str]] = []
+        ranked: list[tuple[float, int, bool, bool, str, str]] = []
         for rule_id, shared in overlap.items():
             if rule_id in skipped:
                 continue
@@ -179,7 +182,7 @@ class SimilarityIndex:
             if score < min_score:
                 continue
             same = logsource is not None and rule.logsource == logsource
-            ranked.append((-score, -shared, not same, rule.title, rule_id))
+            ranked.append((-score, -shared, not same, rule.title != title, rule.title, rule_id))
         ranked.sort()
         return [self._compare(wanted, self.rules[r[-1]], logsource) for r in ranked[:limit]]
 

@@ -413,7 +413,11 @@ def analyse_draft(
     analysis.exclusions = _predicates(list(rule.exclusions), source, None)
     # A draft keeping a catalog rule's id is an edit of that rule, not a duplicate of it.
     analysis.similar = index.similar(
-        identities_of(rule), logsource=rule.logsource.label, exclude=[rule.id], limit=similar_limit
+        identities_of(rule),
+        logsource=rule.logsource.label,
+        exclude=[rule.id],
+        limit=similar_limit,
+        title=rule.title,
     )
     analysis.field_check = check_fields(rule, taxonomy)
     analysis.evaluator = Evaluator([rule], prefilter=False)
@@ -427,6 +431,7 @@ def analyse_draft(
 # ----------------------------------------------------------------------------------- tuning
 
 TUNE_FILTER = "filter_optional_workbench"
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 _FILTER_PATTERN = re.compile(r"\bnot\s+(?:1|any)\s+of\s+filter_\*")
 
 
@@ -447,6 +452,20 @@ def _scalar(value: str) -> str:
     )
 
 
+def sigma_literal(value: str) -> str:
+    """``value`` as a Sigma string matching exactly itself: ``*`` and ``?`` are wildcards in
+    Sigma, and a backslash before one of ``*?\\`` escapes it, so those are escaped."""
+    out = []
+    for index, char in enumerate(value):
+        if char in "*?":
+            out.append("\\" + char)
+        elif char == "\\" and value[index + 1 : index + 2] in ("*", "?", "\\"):
+            out.append("\\\\")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def tuned_condition(condition: str) -> str:
     """``condition`` with ``and not 1 of filter_*`` added, unless it already has it."""
     if _FILTER_PATTERN.search(condition):
@@ -462,6 +481,7 @@ def add_exclusion(text: str, field_name: str, value: str) -> str:
     rule = parse_rule(text)
     source = SourceMap(text)
     name = _filter_name(rule.detection)
+    value = sigma_literal(value)
     key = (field_name or "").split("|", 1)[0]
     lines = text.splitlines()
     condition_at = source.key("detection", "condition")
@@ -474,7 +494,13 @@ def add_exclusion(text: str, field_name: str, value: str) -> str:
     row, column = condition_at
     indent = " " * (column - 1)
     step = _indent_step(source, column)
-    entry = f"{indent}{step}{key}: {_scalar(value)}" if key else f"{indent}{step}- {_scalar(value)}"
+    # A field name from an event may hold anything (": ", newlines): quoted unless plain.
+    written_key = key if _PLAIN_KEY.fullmatch(key) else _scalar(key)
+    entry = (
+        f"{indent}{step}{written_key}: {_scalar(value)}"
+        if key
+        else f"{indent}{step}- {_scalar(value)}"
+    )
     block = [f"{indent}{name}:", entry]
     value_at = source.value("detection", "condition")
     same_line = value_at is not None and value_at[0] == row

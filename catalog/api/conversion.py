@@ -112,10 +112,10 @@ class ConversionResultSerializer(serializers.Serializer):
     pipeline_label = serializers.CharField()
     output_format = serializers.CharField()
     ok = serializers.BooleanField(help_text="False: the target cannot express the rule")
-    status = serializers.ChoiceField(
-        ["verified", "fixed", "invalid", "unchecked", "failed"],
+    status = serializers.CharField(
         help_text="verified: parses with the target's grammar; fixed: parses after the declared "
-        "fixes; invalid: does not parse (see problem); unchecked: this format is not checked",
+        "fixes; invalid: does not parse (see problem); unchecked: this format is not checked; "
+        "failed: no query (see error)",
     )
     valid = serializers.BooleanField(
         allow_null=True, help_text="Does the query parse? null: failed or not checked"
@@ -216,10 +216,18 @@ class RuleConvertView(ConversionView):
         "with the chosen catalog pipeline. It is validated (64 KiB, UTF-8, safe YAML, no Jinja "
         "templates or files) and never run as code; a broken one is a 400 naming the line.",
         request=CustomConvertSerializer,
-        responses={200: ConversionResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            200: ConversionResultSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            429: ErrorSerializer,
+        },
     )
     def post(self, request: Request, rule_id: str) -> Response:
         data = request.data if hasattr(request.data, "get") else {}
+        for name in ("target", "pipeline", "format", "pipeline_yaml"):
+            if data.get(name) is not None and not isinstance(data.get(name), str):
+                raise ParameterError(f"{name} must be a string", parameter=name)
         target, pipeline, fmt = (
             data.get(name) or None for name in ("target", "pipeline", "format")
         )

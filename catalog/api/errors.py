@@ -117,7 +117,9 @@ def _choices(view: Any, parameter: str | None) -> list[str]:
     if filterset is None or parameter is None:
         return []
     choices = getattr(filterset.base_filters.get(parameter), "extra", {}).get("choices")
-    if not choices or callable(choices):
+    if callable(choices):  # computed lists (the validator identifiers of ``check``)
+        choices = choices()
+    if not choices:
         return []
     return [str(value) for value, _label in choices]
 

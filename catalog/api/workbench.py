@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -72,6 +77,29 @@ def _messages(text: str, *codes: str) -> dict[str, str]:
     return dict.fromkeys(codes, text)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": [ALL_TARGETS]},
+            {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        {"type": "string", "description": "a target id"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "target": {"type": "string"},
+                                "pipeline": {"type": "string"},
+                            },
+                            "required": ["target"],
+                        },
+                    ]
+                },
+            },
+        ]
+    }
+)
 class TargetsField(serializers.Field):
     """``"all"``, or a list of target ids / ``{"target", "pipeline"}`` objects."""
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalog.jobs.correlations import JobMeta
 from catalog.jobs.models import Job
 from catalog.jobs.runner import JobFailed
 from catalog.jobs.services import JobProgress, job_dir
@@ -142,6 +143,7 @@ class _Tally:
     matched_events: int = 0
     matches: int = 0
     untimed: int = 0
+    meta: Any = None  # catalog.jobs.correlations.JobMeta: meta filters, then correlations
 
     def __post_init__(self) -> None:
         self.by_rule: Counter[str] = Counter()
@@ -163,7 +165,7 @@ def run_sandbox_file(job: Job, progress: JobProgress) -> tuple[str, str, dict[st
     all_rules = bool(job.options.get("all_rules"))
     processes = match_processes()
     folder = job_dir(job)
-    tally = _Tally()
+    tally = _Tally(meta=JobMeta(evaluator))
     offsets = array("q")
     with (folder / "matches.jsonl").open("wb") as out:
         batch: list[Event] = []
@@ -184,6 +186,10 @@ def run_sandbox_file(job: Job, progress: JobProgress) -> tuple[str, str, dict[st
     (folder / "rules.json").write_text(json.dumps(rules))
     seconds = time.perf_counter() - started
     result = _summary(tally, rules, len(evaluator), all_rules, seconds)
+    # Filters were applied while matching; correlations run over the kept matches now.
+    progress.step(reader.total, reader.total, "correlating the matches")
+    result["suppressed"] = tally.meta.suppressed_summary()
+    result["correlations"] = tally.meta.correlate(folder)
     message = f"{tally.events:,} events, {tally.matches:,} matches in {seconds:.1f} s"
     return Job.Status.SUCCEEDED, message, result
 
@@ -205,6 +211,9 @@ def _match_batch(
     ):
         if not ids:
             continue
+        ids = tally.meta.keep(event, ids) if tally.meta is not None else ids
+        if not ids:
+            continue  # every match suppressed by a meta filter (counted in tally.meta)
         when = event_time(event.fields)
         if when is None:
             tally.untimed += 1

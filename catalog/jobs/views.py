@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -26,11 +27,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.jobs import sandbox as results
+from catalog.jobs.correlations import export_row, iter_correlations
 from catalog.jobs.models import Job
 from catalog.jobs.services import (
     FILES_REMOVED,
     can_view,
     effective_status,
+    job_dir,
     request_cancel,
     retention,
 )
@@ -90,6 +93,7 @@ def _sandbox_context(request: HttpRequest, job: Job) -> dict[str, Any]:
         "timeline": _timeline_rows(timeline) if timeline else [],
         "page": page,
         "explained": [_explained(e, r) for e, r in results.explain_entries(job, entries)],
+        "correlation_matches": _correlation_rows(job) if not removed else [],
         "files_removed": removed,
         "retention_days": f"{retention().total_seconds() / 86400:g}",
     }
@@ -127,9 +131,25 @@ def _explained(entry: results.MatchEntry, result: EventResult) -> dict[str, Any]
     return {"entry": entry, "matches": matches, "missing": missing}
 
 
+CORRELATIONS_SHOWN = 100  # correlation matches listed on the page (exports hold them all)
+
+
+def _correlation_rows(job: Job) -> list[dict[str, Any]]:
+    rows = itertools.islice(iter_correlations(job_dir(job)), CORRELATIONS_SHOWN)
+    return [{**m, "group_text": _group_text(m["group"])} for m in rows]
+
+
+def _group_text(group: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in group.items()) or "all events"
+
+
 # -- exports ----------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = ["event", "time", "rule_id", "title", "level"]
+# Single-event matches first (kind "match"), then the correlation matches (kind
+# "correlation": ``event`` lists the events that formed it, ``time`` is the window's start).
+EXPORT_COLUMNS = [
+    "event", "time", "rule_id", "title", "level", "kind", "correlation_type", "group", "value",
+]  # fmt: skip
 
 
 def _export_rows(job: Job) -> Iterator[list[Any]]:
@@ -138,7 +158,11 @@ def _export_rows(job: Job) -> Iterator[list[Any]]:
         when = entry.when.isoformat() if entry.when else ""
         for rule_id in entry.rule_ids:
             info = rules.get(rule_id, {})
-            yield [entry.index, when, rule_id, info.get("title", ""), info.get("level", "")]
+            yield [entry.index, when, rule_id, info.get("title", ""), info.get("level", ""),
+                   "match", "", "", ""]  # fmt: skip
+    for match in iter_correlations(job_dir(job)):
+        row = export_row(match)
+        yield [row[column] for column in EXPORT_COLUMNS]
 
 
 def _finished_sandbox_job(request: HttpRequest, job_id: Any) -> Job:

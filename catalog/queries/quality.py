@@ -183,6 +183,7 @@ def quality_summary(*, rules_per_validator: int = 50) -> dict[str, Any]:
         "rules": Rule.objects.count(),
         "skipped": sorted(SKIPPED.items()),
         "validator_count": len(validator_names()),
+        "duplicates": len(duplicate_pairs()),
         "regression": runs,
         "failing": failing,
     }

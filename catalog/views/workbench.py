@@ -23,7 +23,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from catalog.models import Draft, Rule
 from catalog.sandbox import MAX_BODY_BYTES, MAX_EVENTS, PAGE_LIMITS, is_heavy
 from catalog.sandbox_views import _result_rows
-from catalog.templatetags.catalog_tags import rarity
 from catalog.throttling import Throttled, check_sandbox_rate, heavy_slot
 from catalog.views.rule_detail import PREDICATE_ROWS
 from catalog.workbench import (
@@ -31,6 +30,7 @@ from catalog.workbench import (
     PAGE_CONVERT_SECONDS,
     TargetChoice,
     WorkbenchReport,
+    draft_rarity,
     every_target,
     run_workbench,
 )
@@ -151,22 +151,21 @@ def _targets(request: HttpRequest) -> list[TargetChoice]:
     return choices
 
 
-def _tune_outcome(report: WorkbenchReport) -> dict[str, Any] | None:
-    """For a tuned rule: does the excluded event still match, and do the own samples?"""
-    if report.tests is None:
-        return None
+def _tune_outcome(report: WorkbenchReport) -> dict[str, Any]:
+    """For a tuned rule: does the excluded event (if one was posted) still match, and do the
+    rule's own regression samples?"""
     backtest = report.analysis.backtest
+    tests = report.tests
     return {
-        "event_matches": any(r.matches for r in report.tests.results),
+        "event_matches": any(r.matches for r in tests.results) if tests is not None else None,
         "own": list(backtest.own) if backtest else [],
         "own_matching": sum(1 for hit in backtest.own if hit.matched) if backtest else 0,
     }
 
 
-def _results_context(report: WorkbenchReport) -> dict[str, Any]:
-    # Rarity counts the draft as one of the rules using an indicator: "unique" = only it.
+def _results_context(report: WorkbenchReport, tuned: bool = False) -> dict[str, Any]:
     indicator_rows = [
-        (p, report.indicator_ids.get(p.identity), rarity((p.corpus or 0) + 1))
+        (p, report.indicator_ids.get(p.identity), draft_rarity(p.corpus))
         for p in report.analysis.indicators[:PREDICATE_ROWS]
     ]
     return {
@@ -175,7 +174,7 @@ def _results_context(report: WorkbenchReport) -> dict[str, Any]:
         "indicators_cut": max(0, len(report.analysis.indicators) - PREDICATE_ROWS),
         "analysis": report.analysis,
         "rows": _result_rows(report.tests) if report.tests is not None else [],
-        "tune_outcome": _tune_outcome(report),
+        "tune_outcome": _tune_outcome(report) if tuned else None,
         "in_workbench": True,
     }
 
@@ -237,7 +236,7 @@ def workbench_page(request: HttpRequest) -> HttpResponse:
                 limits=PAGE_LIMITS,
                 convert_budget=PAGE_CONVERT_SECONDS,
             )
-        context.update(_results_context(report))
+        context.update(_results_context(report, tuned="tune" in context))
         if not report.ok:
             status_code = 400 if request.method == "POST" else 200
     except Throttled as refusal:

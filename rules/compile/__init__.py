@@ -6,6 +6,7 @@ One module per role:
 * :mod:`~rules.compile.matchers`: one rule value (after modifiers) against a field's elements;
 * :mod:`~rules.compile.tree`: the compiled detection (items, identifiers) and conditions;
 * :mod:`~rules.compile.literals`: the required literals and fields for the prefilter;
+* :mod:`~rules.compile.requirements`: what a matching event contains, as clauses (the prefilter);
 * :mod:`~rules.compile.fastpath`: the closures of the yes/no path (``CompiledRule.match``);
 * :mod:`~rules.compile.rule`: :func:`compile_rule`, tying them together.
 """

@@ -9,25 +9,36 @@ with spans and must agree with them (pinned by the "fast path == explanation" te
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import ahocorasick  # type: ignore[import-not-found]
+import re2  # type: ignore[import-untyped]
 
 from rules.compile.access import field_elements, keyword_values
 from rules.compile.matchers import (
     CONTAINS,
     EXACT,
     PREFIX,
+    REGEX,
     SUFFIX,
     Matcher,
     NullMatcher,
     NumberMatcher,
+    RegexMatcher,
     StringMatcher,
 )
 from rules.compile.tree import DetectionNode, ItemNode
 from rules.conditions import Node, boolean_op, operands
 from rules.events import SEPARATOR, Event
 
-__all__ = ["EventTest", "combine", "condition_fast", "detection_fast", "item_fast"]
+__all__ = [
+    "EventTest",
+    "combine",
+    "condition_fast",
+    "detection_fast",
+    "item_fast",
+    "regex_found",
+]
 
 EventTest = Callable[[Event], bool]
 
@@ -45,10 +56,16 @@ def _or_group_fast(name: str | None, matchers: list[Matcher], absent: bool) -> E
     suffixes: list[str] = []
     contains: list[str] = []
     numbers: list[NumberMatcher] = []
+    on_text: list[Callable[[str], bool]] = []  # regex searches on the original text
+    on_folded: list[Callable[[str], bool]] = []  # `?` patterns on the casefolded text
     others: list[Matcher] = []
     for m in matchers:
         if isinstance(m, NumberMatcher) and name is not None:
             numbers.append(m)
+        elif name is not None and type(m) is RegexMatcher:
+            on_text.append(regex_found(m.regex))
+        elif name is not None and type(m) is StringMatcher and m.mode == REGEX:
+            (on_text if m.cased else on_folded).append(regex_found(m.regex))
         elif isinstance(m, StringMatcher) and not m.cased and m.mode in _GROUPED_MODES:
             if m.mode == EXACT:
                 exact.add(m.literal)
@@ -92,6 +109,8 @@ def _or_group_fast(name: str | None, matchers: list[Matcher], absent: bool) -> E
         return keyword_fast
 
     con_any = _contains_any(con)
+    text_tests = tuple(on_text)
+    folded_tests = tuple(on_folded)
     # Numbers: numeric equality with JSON numbers, text equality with strings (NumberMatcher).
     nums = frozenset(m.number for m in numbers)
     num_texts = frozenset(m.text for m in numbers)
@@ -121,6 +140,20 @@ def _or_group_fast(name: str | None, matchers: list[Matcher], absent: bool) -> E
                 return True
             if con_any is not None and con_any(cf):
                 return True
+        if folded_tests:
+            for e in elems:
+                cf = e.folded
+                if cf is not None:
+                    for test in folded_tests:
+                        if test(cf):
+                            return True
+        if text_tests:
+            for e in elems:
+                text = e.text
+                if text is not None:
+                    for test in text_tests:
+                        if test(text):
+                            return True
         for m in others:  # noqa: SIM110 (a loop is faster than any() here)
             if m.test(ev, elems):
                 return True
@@ -129,12 +162,54 @@ def _or_group_fast(name: str | None, matchers: list[Matcher], absent: bool) -> E
     return fast
 
 
+_UNANCHORED = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
+_NO_SPAN = (-1, -1)
+
+
+def regex_found(regex: Any) -> Callable[[str], bool]:
+    """Whether ``regex`` (a compiled ``re2`` pattern) is found in a text: the yes/no of
+    ``regex.search(text) is not None``.
+
+    google-re2's ``search`` is a Python generator that maps every span back from UTF-8 bytes
+    to characters and builds a match object; the yes/no needs none of it, so this calls the
+    compiled program on the UTF-8 text directly (what ``search`` does first), and falls back
+    to ``search`` where the wrapper's internals are not as expected.
+    """
+    program = getattr(regex, "_regexp", None)
+    if _UNANCHORED is None or program is None or not hasattr(program, "Match"):
+        search = regex.search
+        return lambda text: search(text) is not None
+    unanchored = _UNANCHORED.UNANCHORED
+    match = program.Match
+
+    def found(text: str) -> bool:
+        data = text.encode()  # as the wrapper encodes (and fails on lone surrogates)
+        return match(unanchored, data, 0, len(data))[0] != _NO_SPAN  # type: ignore[no-any-return]
+
+    return found
+
+
 _AC_THRESHOLD = 64  # contains-lists this long are scanned with one Aho-Corasick automaton
 # (pyahocorasick costs ~50 ns per character; str.__contains__ wins for shorter lists)
 
 
 def _contains_any(lits: tuple[str, ...]) -> Callable[[str], bool] | None:
-    """A test "any of ``lits`` is a substring of s" (None when there is nothing to test)."""
+    """A test "any of ``lits`` is a substring of s" (None when there is nothing to test).
+
+    Literals with a non-ASCII character cannot occur in an ASCII text (``str.isascii`` is a
+    flag check), so they are tested apart: most event values are ASCII, and a list of emoji
+    made pyahocorasick walk a root node with a thousand children for every character.
+    """
+    narrow_any = _contains_test(tuple(lit for lit in lits if lit.isascii()))
+    wide_any = _contains_test(tuple(lit for lit in lits if not lit.isascii()))
+    if wide_any is None:
+        return narrow_any
+    if narrow_any is None:
+        return lambda s: not s.isascii() and wide_any(s)
+    return lambda s: narrow_any(s) or (not s.isascii() and wide_any(s))
+
+
+def _contains_test(lits: tuple[str, ...]) -> Callable[[str], bool] | None:
     if not lits:
         return None
     if len(lits) == 1:

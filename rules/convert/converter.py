@@ -26,6 +26,7 @@ from sigma.exceptions import (
     SigmaPlaceholderError,
     SigmaTransformationError,
 )
+from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import Placeholder, SigmaString
 
@@ -261,8 +262,13 @@ class _BackendState:
     copy instead of rebuilding the backend and its pipelines.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, own_pipeline: ProcessingPipeline | None = None) -> None:
         self.values = {k: _copied(v) for k, v in vars(backend).items() if k not in _KEPT_STATE}
+        # Transformations of a stateful backend pipeline (Cortex XDR's prepend to their own
+        # message on every failure): their attributes as built, restored the same way.
+        self.transformations = [
+            (t, {k: _copied(v) for k, v in vars(t).items()}) for t in _transformations(own_pipeline)
+        ]
 
     def restore(self, backend: Backend) -> None:
         current = vars(backend)
@@ -270,6 +276,17 @@ class _BackendState:
             del current[name]
         for name, value in self.values.items():
             current[name] = _copied(value)
+        for transformation, saved in self.transformations:
+            state = vars(transformation)
+            state.clear()
+            state.update({k: _copied(v) for k, v in saved.items()})
+
+
+def _transformations(pipeline: ProcessingPipeline | None) -> list[Any]:
+    if pipeline is None:
+        return []
+    items = [*pipeline.items, *pipeline.postprocessing_items]
+    return [item.transformation for item in items if hasattr(item, "transformation")]
 
 
 class Converter:
@@ -301,8 +318,16 @@ class Converter:
     def backend(self) -> Backend:
         if self._backend is None:
             custom = self.custom.build() if self.custom is not None else None
-            self._backend = self.spec.new_backend(combine_pipelines(self.pipe, custom))
-            self._state = _BackendState(self._backend)
+            backend = self.spec.new_backend(combine_pipelines(self.pipe, custom))
+            own = self.spec.fresh_backend_pipeline()
+            if own is not None:
+                # A class-level pipeline that mutates itself: this instance gets its own copy
+                # (an instance attribute shadowing the class one; setattr says so to mypy).
+                setattr(backend, "backend_processing_pipeline", own)  # noqa: B010
+                # Combined now, so the snapshot holds the transformations as the first rule
+                # finds them (attached to the combined pipeline).
+                backend.init_processing_pipeline(self.output_format)
+            self._backend, self._state = backend, _BackendState(backend, own)
         return self._backend
 
     def _fresh_backend(self) -> Backend:
@@ -310,12 +335,6 @@ class Converter:
         backend = self.backend
         if self._state is not None:
             self._state.restore(backend)
-        pipeline = self.spec.fresh_backend_pipeline()
-        if pipeline is not None:
-            # A class-level pipeline that mutates itself: this instance gets a new one.
-            # (an instance attribute shadowing the class one; setattr says so to mypy too)
-            setattr(backend, "backend_processing_pipeline", pipeline)  # noqa: B010
-            setattr(backend, "last_processing_pipeline", None)  # noqa: B010
         return backend
 
     def command(self, filename: str = "") -> str:

@@ -157,7 +157,8 @@ class TargetSpec:
     ``verifier`` picks the check of :mod:`rules.convert.verify` ("lucene", "eql",
     "elastalert", "python", "json"; "lexical" by default).
     ``backend_pipeline_ref`` names the factory of a backend's class-level pipeline that keeps
-    state between rules (its transformations mutate themselves): it is rebuilt per rule.
+    state between rules (its transformations mutate themselves): each Converter builds its own
+    and restores its transformations' state before every rule.
     """
 
     id: str

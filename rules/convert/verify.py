@@ -178,7 +178,12 @@ def _eql_parse(query: str) -> str | None:
     import eql  # type: ignore[import-untyped]
 
     try:
-        with eql.parser.elasticsearch_syntax, eql.parser.ignore_missing_functions:
+        # skip_optimizations: the optimizer only rewrites a parsed query, it never refuses one.
+        with (
+            eql.parser.elasticsearch_syntax,
+            eql.parser.ignore_missing_functions,
+            eql.parser.skip_optimizations,
+        ):
             eql.parse_query(query)
     except eql.EqlError as exc:
         return _eql_message(exc)
@@ -237,12 +242,18 @@ def _eql_shape(query: str) -> str | None:
         shape = collapsed
 
 
+def _eql_fast_ok(query: str) -> bool:
+    """True when the query's shape parses (then the query does); False: ask eql itself."""
+    if "regex" in query or _MARK in query:
+        return False
+    shape = _eql_shape(query)
+    return shape is not None and _eql_parse(shape) is None
+
+
 def eql_problem(query: str) -> str | None:
     """eql's message if ``query`` does not parse as Elasticsearch EQL, else None."""
-    if "regex" not in query and _MARK not in query:
-        shape = _eql_shape(query)
-        if shape is not None and _eql_parse(shape) is None:
-            return None
+    if _eql_fast_ok(query):
+        return None
     return _eql_parse(query)
 
 
@@ -286,17 +297,23 @@ fixed query parses."""
 def fix_eql(query: str) -> tuple[str, tuple[str, ...], str | None]:
     """``(query, fixes applied, problem)``: the query as written if it parses or no fix
     makes it parse (then ``problem`` is eql's message for the original)."""
-    problem = eql_problem(query)
-    if problem is None:
+    if _eql_fast_ok(query):
         return query, (), None
+    # Try the fixes before asking eql why the original fails: most fixed queries then pass
+    # the fast path and the original's full parse is never needed.
     fixed, applied = query, []
     for name, fix in EQL_FIXES:
         candidate = fix(fixed)
         if candidate != fixed:
             fixed = candidate
             applied.append(name)
+    # A fix only rewrites what EQL always refuses (a bare `-` in a field name, the `\/`
+    # escape), so when it applied the original cannot parse: no need to ask eql why.
     if applied and eql_problem(fixed) is None:
         return fixed, tuple(applied), None
+    problem = _eql_parse(query)
+    if problem is None:
+        return query, (), None
     return query, (), problem
 
 
@@ -311,6 +328,7 @@ class Dialect:
     quote is in ``doubled`` (SQL: ``''``). ``raw`` quotes take no escapes (LogQL's backtick);
     ``verbatim_prefix`` before a quote makes it raw with doubling (KQL's ``@"..."``).
     ``bare_wildcard``: a character that must not appear outside strings (PPL's ``%``).
+    ``regex``: delimiters of regex literals (SPL2's ``/.../``), skipped like strings.
     """
 
     quotes: str = '"'
@@ -318,10 +336,13 @@ class Dialect:
     raw: str = ""
     verbatim_prefix: str = ""
     bare_wildcard: str = ""
+    regex: str = ""
 
 
 DIALECTS: dict[str, Dialect] = {
-    "spl2": Dialect(quotes="\"'"),
+    "spl2": Dialect(quotes="\"'", regex="/"),
+    "logscale": Dialect(regex="/"),
+    "udm": Dialect(regex="/"),
     "kql": Dialect(quotes="\"'", verbatim_prefix="@"),
     "logql": Dialect(quotes='"`', raw="`"),
     "ppl": Dialect(quotes="\"'", bare_wildcard="%"),
@@ -365,7 +386,7 @@ def lexical_problem(query: str, dialect: Dialect) -> str | None:
     index, end = 0, len(query)
     while index < end:
         char = query[index]
-        if char in dialect.quotes:
+        if char in dialect.quotes or char in dialect.regex:
             after = _scan_string(query, index, dialect)
             if after < 0:
                 opening = query[index : index + 20]
@@ -399,7 +420,6 @@ def clear_caches() -> None:
     _eql_parse.cache_clear()
 
 
-
 def placeholder_problem(query: str, placeholders: Iterable[str]) -> str | None:
     """A ``|expand`` placeholder the backend left in the query as literal text."""
     for name in sorted(placeholders):
@@ -411,10 +431,13 @@ def placeholder_problem(query: str, placeholders: Iterable[str]) -> str | None:
     return None
 
 
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when built
+
+
 def _elastalert_query(text: str) -> str | None:
     """The Lucene filter inside an ElastAlert rule (YAML), if it has exactly one."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         return None
     try:

@@ -44,18 +44,23 @@ def correlate(
         return CorrelationRun([], timestamp_field=timestamp_field)
     engine = CorrelationEngine(correlations, max_matches=max_matches)
     wanted = engine.rule_ids
-    timed: list[tuple[float, int, int]] = []
+    # Parallel lists of plain numbers, sorted by position: no tuple per event (the garbage
+    # collector would track each one), and a stable sort keeps equal times in input order.
+    times: list[float] = []
+    positions: list[int] = []
     untimed: list[int] = []
     for position, ids in enumerate(matched):
         if wanted.isdisjoint(ids):
             continue  # only events some correlation counts need a time
-        index = indices[position] if indices is not None else position
         when = event_time(events[position], timestamp_field)
         if when is None:
-            untimed.append(index)
+            untimed.append(indices[position] if indices is not None else position)
         else:
-            timed.append((when, position, index))
-    timed.sort(key=lambda item: (item[0], item[1]))
-    for when, position, index in timed:
-        engine.feed(index, when, events[position], matched[position])
+            times.append(when)
+            positions.append(position)
+    feed = engine.feed
+    for at in sorted(range(len(times)), key=times.__getitem__):
+        position = positions[at]
+        index = indices[position] if indices is not None else position
+        feed(index, times[at], events[position], matched[position])
     return CorrelationRun(engine.finish(), untimed, engine.stats, timestamp_field)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 __all__ = ["TIMESTAMP_FIELDS", "Lookup", "event_time", "parse_time"]
@@ -50,14 +51,15 @@ def event_time(event: Lookup, field: str | None = None) -> float | None:
     # then the same names through lookup (space-less aliases, dotted paths).
     fields = getattr(event, "fields", None)
     if isinstance(fields, dict):
-        for name in TIMESTAMP_FIELDS:
-            value = fields.get(name)
-            if value:
-                parsed = parse_time(value)
-                if parsed is not None:
-                    return parsed
+        found = _first_time(fields.get)
+        if found is not None:
+            return found
+    return _first_time(event.lookup)
+
+
+def _first_time(get: Callable[[str], Any]) -> float | None:
     for name in TIMESTAMP_FIELDS:
-        value = event.lookup(name)
+        value = get(name)
         if value:
             parsed = parse_time(value)
             if parsed is not None:

@@ -11,7 +11,8 @@ Per event:
    identity (syslog, cloud, proxy JSON...) is matched against the non-Windows rules and the
    Windows rules the taxonomy cannot place in an event log; Windows event-log rules need the
    event's Channel/EventID. ``not``-only rules would otherwise match unrelated events.
-2. **Prefilter** (:mod:`rules.evaluate.prefilter`): candidates by required literals and fields.
+2. **Prefilter** (:mod:`rules.evaluate.prefilter`): candidates by what every matching event
+   contains (literals, exact values, fields: :mod:`rules.compile.requirements`).
 3. **Match.** Candidates run their compiled closures.
 4. **Explain** (``explain=True``). Matched rules are traced (:mod:`rules.evaluate.explain`);
    candidates that did not match are checked for suppression and near misses

@@ -55,6 +55,19 @@ class _Atoms:
 
     def id(self, atom: Atom) -> int:
         kind, name, value = atom
+        if kind != NUMBER:
+            return self._id(atom)
+        # A number is the same fact as its text (a value equal to either makes it hold), so
+        # a number's clause {text, number} is one fact.
+        aid = self._id(Atom(EQUALS, name, str(value)))
+        if name is not None and isinstance(value, int | float):
+            owners = self.equals[name][1].setdefault(value, [])
+            if aid not in owners:
+                owners.append(aid)
+        return aid
+
+    def _id(self, atom: Atom) -> int:
+        kind, name, value = atom
         # A literal is one fact wherever it is needed: the scan does not say in which field.
         key: Atom | str = str(value) if kind == CONTAINS else atom
         aid = self.ids.get(key)
@@ -65,12 +78,9 @@ class _Atoms:
             self.literals[str(value)] = aid
         elif kind == HAS and name is not None:
             self.has[name] = aid
-        elif name is not None:
-            texts, numbers = self.equals.setdefault(name, ({}, {}))
-            if kind == EQUALS:
-                texts.setdefault(str(value), []).append(aid)
-            elif kind == NUMBER and isinstance(value, int | float):
-                numbers.setdefault(value, []).append(aid)
+        elif name is not None:  # EQUALS
+            texts, _ = self.equals.setdefault(name, ({}, {}))
+            texts.setdefault(str(value), []).append(aid)
         return aid
 
 
@@ -85,6 +95,7 @@ class Prefilter:
         "equals_other",
         "has",
         "has_names",
+        "must",
         "rest",
         "size",
         "triggers",
@@ -94,7 +105,10 @@ class Prefilter:
         atoms = _Atoms()
         always: list[int] = []
         by_atom: dict[int, list[int]] = {}
-        self.rest: dict[int, tuple[frozenset[int], ...]] = {}  # rule -> clauses left to check
+        # Clauses left to check when a rule is nominated: one-fact clauses as one set that
+        # must be among the facts, the others one by one.
+        self.must: dict[int, frozenset[int]] = {}
+        self.rest: dict[int, tuple[frozenset[int], ...]] = {}
         for i in indices:
             clauses = rules[i].requirements
             if not clauses:
@@ -104,9 +118,13 @@ class Prefilter:
             trigger = min(clauses, key=clause_cost)
             for aid in set(map(atoms.id, trigger)):
                 by_atom.setdefault(aid, []).append(i)
-            rest = tuple({_ids(atoms, c) for c in clauses if c is not trigger and _worth(c)})
-            if rest:
-                self.rest[i] = rest
+            rest = {_ids(atoms, c) for c in clauses if c is not trigger and _worth(c)}
+            must = frozenset(a for c in rest if len(c) == 1 for a in c)
+            if must:
+                self.must[i] = must
+            others = tuple(c for c in rest if len(c) > 1)
+            if others:
+                self.rest[i] = others
         self.always = frozenset(always)
         self.triggers = [tuple(by_atom.get(a, ())) for a in range(len(atoms.ids))]
         self.size = len(atoms.literals)
@@ -190,17 +208,29 @@ class Prefilter:
     def event_candidates(self, ev: Event) -> set[int]:
         """Rules that may match this event."""
         true = self.facts(ev)
-        out = set(self.always)
+        nominated: set[int] = set()
         triggers = self.triggers
         for aid in true:
-            out.update(triggers[aid])
+            nominated.update(triggers[aid])
+        out = set(self.always)
+        must = self.must
         rest = self.rest
-        for i in [i for i in out if i in rest]:
-            for clause in rest[i]:
-                if clause.isdisjoint(true):
-                    out.discard(i)
-                    break
+        for i in nominated:
+            needed = must.get(i)
+            if needed is not None and not needed <= true:
+                continue
+            clauses = rest.get(i)
+            if clauses is not None and not _all_hold(clauses, true):
+                continue
+            out.add(i)
         return out
+
+
+def _all_hold(clauses: tuple[frozenset[int], ...], true: set[int]) -> bool:
+    for clause in clauses:  # noqa: SIM110 (a loop is faster than all() here)
+        if clause.isdisjoint(true):
+            return False
+    return True
 
 
 def _gates(name: str) -> tuple[str, str]:

@@ -118,6 +118,8 @@
   });
 
   // Tab inserts four spaces (YAML forbids tabs); Escape then Tab leaves the editor.
+  var hint = form.querySelector("[data-keys-hint]");
+  if (hint) { hint.hidden = false; }
   var escaped = false;
   editor.addEventListener("keydown", function (event) {
     if (event.key === "Escape") { escaped = true; return; }

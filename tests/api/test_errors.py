@@ -92,7 +92,7 @@ def sandbox(settings: Any) -> Any:
             400,
             {
                 "parameter": "body",
-                "detail": "give exactly one of 'scriptblock', 'event' or 'events'",
+                "detail": "give exactly one of 'scriptblock', 'event', 'events' or 'text'",
             },
         ),
         (

@@ -118,8 +118,9 @@ def test_each_indicator_corpus_equals_the_catalog_count(client: Any) -> None:
         value_key = item["value"].casefold()
         row = Indicator.objects.get(identity=identity_hash(item["field"], item["kind"], value_key))
         assert item["corpus"] == row.rule_count
-    by_value = {i["value"]: i["corpus"] for i in body["indicators"]}
-    assert by_value["\\whoami.exe"] == 2 and by_value["/all"] == 1
+    by_value = {i["value"]: (i["corpus"], i["rarity"]) for i in body["indicators"]}
+    assert by_value["\\whoami.exe"] == (2, "rare") and by_value["/all"] == (1, "rare")
+    assert by_value["/priv"] == (1, "rare")
 
 
 def test_same_id_is_an_edit_of_the_catalog_rule_not_a_duplicate(client: Any) -> None:
@@ -283,3 +284,12 @@ def test_test_inputs_are_the_sandboxs(client: Any) -> None:
     assert block["summary"]["events"] == 1 and block["summary"]["matches"] == 0
     bad = post(client, rule=whoami_rule(), text='{"Image": ')
     assert bad.status_code == 400 and bad.json()["parameter"] == "text"
+
+
+def test_a_warm_request_makes_a_constant_number_of_queries(
+    client: Any, django_assert_max_num_queries: Any
+) -> None:
+    post(client, rule=whoami_rule(), backtest=True)  # builds the index and the samples
+    with django_assert_max_num_queries(1):  # the catalog fingerprint, nothing per indicator
+        body = post(client, rule=whoami_rule(str(uuid.uuid4())), backtest=True).json()
+    assert body["similar"] and body["backtest"]["samples"] == 2

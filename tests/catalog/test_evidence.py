@@ -231,3 +231,9 @@ def test_replay_in_sandbox_posts_the_sample_and_matches(client: Any, catalog: Pa
     text = html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", form[2], re.S)[1])
     answer = client.post(form[1], {"rule_id": TESTED, "text": text}).content.decode()
     assert "Tested Whoami" in answer and "1 event" in answer
+
+
+def test_an_unknown_validator_is_a_400_with_the_choices(client: Any, catalog: Path) -> None:
+    answer = client.get("/api/rules/?check=atacktag").json()
+    assert answer["parameter"] == "check"
+    assert "attacktag" in answer["choices"] and "any" in answer["choices"]

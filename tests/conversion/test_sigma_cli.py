@@ -82,6 +82,6 @@ def test_custom_pipeline_equals_sigma_convert_with_the_file(tmp_path: Path) -> N
 def test_corpus_sample_equals_sigma_convert(
     target: str, corpus_rule_files: list[Path], tmp_path: Path
 ) -> None:
-    sample = random.Random(f"cli-{target}").sample(corpus_rule_files, 6)
+    sample = random.Random(f"cli-{target}").sample(corpus_rule_files, 4)
     for path in sample:
         assert_same_as_cli(target, path.read_text(encoding="utf-8"), tmp_path, path.name)

@@ -186,7 +186,7 @@ def test_unchecked_formats_say_so() -> None:
 def test_presented_valid_queries_parse_with_the_real_parser(
     target: str, corpus_rule_files: list[Path]
 ) -> None:
-    sample = random.Random(target).sample(corpus_rule_files, 150)
+    sample = random.Random(target).sample(corpus_rule_files, 60)
     real = real_eql if target == "eql" else real_luqum
     converter = conv.Converter(target)
     for path in sample:

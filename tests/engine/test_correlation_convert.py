@@ -140,7 +140,8 @@ correlation:
     timespan: 60s
 {f"    condition: {condition}" if condition else ""}
 """
-    texts = [_base(BASE_A, "a", "x"), _base(BASE_B, "b", "y"), text]
+    # Only referenced rules: an unreferenced one would be converted as a query of its own.
+    texts = [_base(BASE_A, "a", "x"), *([_base(BASE_B, "b", "y")] if "b" in refs else []), text]
     rows = []
     for offset, extra, ref in zip((0.0, gap), fields, refs, strict=True):
         moment = datetime.datetime.fromtimestamp(T0 + offset, tz=datetime.UTC)

@@ -130,6 +130,7 @@ def test_profile_round_trips() -> None:
         ({"event_sources": [{"provider": "Sysmon", "event_id": "one"}]}, "event_sources"),
         ({"event_sources": [{"provider": "x" * 300}]}, "event_sources"),
         ({"logsources": [{}]}, "logsources"),
+        ({"logsources": [{"product": "win\x00dows"}]}, "logsources"),
         ({"fields": [{"a": 1}]}, "fields"),
         ({"fields": ["f"] * (MAX_PROFILE_ITEMS + 1)}, "fields"),
     ],

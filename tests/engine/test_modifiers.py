@@ -335,8 +335,17 @@ def _sqlite_matches(item: dict[str, Any], event: dict[str, Any]) -> bool:
     con = sqlite3.connect(":memory:")
     con.create_function("regexp", 2, lambda p, v: v is not None and bool(re.search(p, v)))
     con.execute('CREATE TABLE logs ("V" TEXT COLLATE NOCASE)')
-    con.execute("INSERT INTO logs VALUES (?)", [str(event["V"])])
+    value = event["V"]
+    con.execute("INSERT INTO logs VALUES (?)", [None if value is None else str(value)])
     return bool(con.execute(query).fetchall())
+
+
+def test_neq_on_an_absent_field_matches_as_not_does() -> None:
+    # `neq` negates the item: an absent field is "different", as `not selection` is true for
+    # it; pySigma's SQLite backend says the same (NOT COALESCE((V='a'), 0)).
+    assert hit(sel(**{"V|neq": "a"}), {"W": "x"})
+    pytest.importorskip("sigma.backends.sqlite")
+    assert _sqlite_matches({"V|neq": "a"}, {"V": None})
 
 
 @pytest.mark.parametrize("case", range(len(AGREEING)))

@@ -271,7 +271,7 @@ def _detections(draw: st.DrawFn) -> dict[str, Any]:
 def _rule_fields(detection: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     """(field, values) of every item, for events built from the rule's own values."""
     out = []
-    for name, items in detection.items():
+    for items in detection.values():
         if isinstance(items, dict):
             for key, values in items.items():
                 out.append((key.split("|")[0], values if isinstance(values, list) else [values]))

@@ -252,3 +252,18 @@ def test_an_alias_bomb_is_a_problem_not_a_hang() -> None:
     problem = parse_draft(text)[1][0]
     assert problem.code == "unsafe-document"
     assert len(SourceMap(text).values) < 100
+
+
+def test_add_exclusion_quotes_a_hostile_field_name() -> None:
+    tuned = add_exclusion(draft(), "Odd: name\n    condition: x", "v")
+    rule = parse_rule(tuned)
+    assert rule.conditions == ["selection and not 1 of filter_*"]
+    assert [(e.field, e.value) for e in rule.exclusions] == [("Odd: name\n    condition: x", "v")]
+
+
+@pytest.mark.parametrize("value", ["C:\\x*y", "a?b", "a\\*b", "a\\\\b", "end\\", "plain"])
+def test_an_excluded_value_is_matched_literally(value: str) -> None:
+    tuned = parse_rule(add_exclusion(draft(), "CommandLine", f"whoami /all {value}"))
+    evaluator = Evaluator([tuned])
+    assert not evaluator.match_ids({**WHOAMI, "CommandLine": f"whoami /all {value}"})
+    assert evaluator.match_ids({**WHOAMI, "CommandLine": f"whoami /all {value}x"})

@@ -123,6 +123,7 @@ def test_tests_on_pasted_events_render_the_explanation(client: Client) -> None:
     response = client.post(URL, {"rule": whoami(), "events": json.dumps(SAMPLE_EVENT)})
     page = text_of(response)
     assert "Tests" in page and "Predicates that decided it" in page and "(the draft)" in page
+    assert "{#" not in page and "{%" not in page  # no template comment leaks into the page
 
 
 def test_sandbox_match_offers_exclude_and_the_tune_flow_reports(client: Client) -> None:
@@ -229,3 +230,13 @@ def test_the_site_sign_in_shares_the_admin_failure_limit(client: Client, setting
         client.post("/accounts/login/", {"username": "dave", "password": "wrong"})
     refused = client.post("/accounts/login/", {"username": "dave", "password": "wrong"})
     assert refused.status_code == 429 and refused["Retry-After"]
+
+
+def test_exclude_from_the_rule_page(client: Client) -> None:
+    page = client.get(f"/rules/{RULE_ID}/").content.decode()
+    assert 'name="tune_rule"' in page and "Exclude a value…" in page
+    response = client.post(
+        URL, {"tune_rule": RULE_ID, "exclude_field": "User", "exclude_value": "CORP\\helpdesk"}
+    )
+    text = text_of(response)
+    assert "Tuning" in text and "No event was given" in text and "1 of 1 still match" in text

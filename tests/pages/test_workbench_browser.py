@@ -4,16 +4,23 @@ a new page and get the same draft back. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from catalog.models import Rule
 from catalog.services import import_rules
-from tests.factories import fresh_workbench
+from tests.factories import (
+    WINDOWS_PROCESS_CREATION,
+    fresh_workbench,
+    rule_yaml,
+    write_rule_files,
+)
 from tests.pages.conftest import EXAMPLE_RULES
 
 # ``browser``: the module-scoped Playwright fixture of the site's own browser test.
@@ -103,4 +110,33 @@ def test_phone_and_dark_layouts_render(browser: Any, site: str) -> None:  # noqa
     assert page.locator("#wb-findings").is_visible()
     shot(page, "workbench-04-phone-dark")
     assert not errors, errors
+    page.context.close()
+
+
+def test_tune_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> None:  # noqa: F811
+    rule_id = str(uuid.uuid4())
+    detection = "selection:\n    Image|endswith: '\\whoami.exe'\ncondition: selection"
+    text = rule_yaml(
+        title="Whoami run", id=rule_id, logsource=WINDOWS_PROCESS_CREATION, detection=detection
+    )
+    import_rules([str(write_rule_files(tmp_path, {"whoami.yml": text}))], trigger="test")
+    event = {
+        "Channel": "Microsoft-Windows-Sysmon/Operational",
+        "EventID": 1,
+        "Image": "C:\\Windows\\System32\\whoami.exe",
+    }
+    page, errors = new_page(browser)
+    page.goto(f"{site}/sandbox/")
+    page.fill("#sandbox-text", json.dumps(event))
+    page.get_by_role("button", name="Evaluate").click()
+    page.wait_for_selector(".sandbox-match")
+    match = page.locator(".sandbox-match", has_text="Whoami run")
+    match.get_by_role("button", name="Exclude this…").first.click()
+    page.wait_for_url(re.compile(r"/workbench/"))
+    editor = page.locator("#workbench-rule")
+    sync_api.expect(editor).to_have_value(re.compile("filter_optional_workbench"))
+    tune = page.locator(".workbench-tune")
+    sync_api.expect(tune).to_contain_text("The excluded event no longer matches")
+    shot(page, "workbench-05-tuned")
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
     page.context.close()

@@ -7,12 +7,11 @@ import json
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 
 from catalog.services import import_rules
-from rules.evaluate import clear_evaluator_cache
 from tests.conftest import EXAMPLES
+from tests.sandbox.test_sandbox_interfaces import _fresh_state  # noqa: F401 (autouse fixture)
 
 CORRELATIONS = EXAMPLES / "correlations"
 REPEATED = "bff2408b-ef2d-42f7-914e-dd9750613431"
@@ -26,15 +25,6 @@ FILTER = "fd027459-eb41-43ce-87b9-24127c4ffe45"
 def example_events() -> list[dict[str, Any]]:
     lines = (CORRELATIONS / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state(settings: Any) -> Any:
-    cache.clear()
-    clear_evaluator_cache()
-    settings.STATIC_MANIFEST = False
-    yield
-    clear_evaluator_cache()
 
 
 @pytest.fixture
