@@ -675,3 +675,28 @@ def filter_context(row: MetaFilter) -> dict[str, Any]:
             for rule in rules[:5]
         ],
     }
+
+
+def filtered_rule_conversion(
+    rule: Rule, target: str, filters: list[MetaFilter] | None = None
+) -> dict[str, Any]:
+    """The rule page's Convert section and its meta filters: the filters that apply to
+    ``rule`` and, for a target that converts Sigma collections here (``CORRELATION_TARGETS``),
+    the rule converted with them applied (pySigma, as ``sigma convert -t <target>
+    --without-pipeline rule.yml filter.yml`` prints it); ``{}`` when no filter applies.
+    ``filters``: the page's :func:`rule_meta` filters, when it has them (no second query)."""
+    from rules.correlate.convert import CORRELATION_TARGETS
+
+    if filters is None:
+        filters = rule_meta(rule).filters
+    if not filters:
+        return {}
+    result = None
+    if target in CORRELATION_TARGETS:
+        texts = [rule.raw_yaml, *(f.raw_yaml for f in filters)]
+        result = next(c for c in _cached_conversions(texts) if c.target == target)
+    return {
+        "filters": filters,
+        "result": result,
+        "targets": [label for _, _, label in CORRELATION_TARGETS.values()],
+    }

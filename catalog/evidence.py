@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from django.conf import settings
 
@@ -37,7 +37,7 @@ def write_evidence(plan: ImportPlan, *, catalog_changed: bool) -> None:
         _write_findings(written, pk_by_id)
         _write_regressions(written, pk_by_id)
     if catalog_changed and evidence_enabled():
-        refresh_related()
+        refresh_related({parsed.id: parsed for parsed, _ in written})
 
 
 def _pks(rule_ids: list[str]) -> dict[str, int]:
@@ -104,8 +104,12 @@ def compatible(a: Label, b: Label) -> bool:
     return a[0] == b[0] and (generic_a or generic_b)
 
 
-def refresh_related() -> None:
-    """Recompute every rule's related rules (similar by indicators, ``related:`` links)."""
+def refresh_related(parsed: Mapping[str, ParsedRule] | None = None) -> None:
+    """Recompute every rule's related rules (similar by indicators, ``related:`` links).
+
+    ``parsed``: the rules this import wrote, whose identities are taken from memory rather
+    than read back (a full import then reads no indicator row at all).
+    """
     RelatedRule.objects.all().delete()
     rules = list(
         Rule.objects.values_list("pk", "rule_id", "title", "product", "category", "service",
@@ -114,7 +118,7 @@ def refresh_related() -> None:
     pk_of = {rule_id: pk for pk, rule_id, *_ in rules}
     labels: dict[str, Label] = {rule_id: (p, c, s) for _, rule_id, _, p, c, s, _ in rules}
     titles = {rule_id: title for _, rule_id, title, *_ in rules}
-    identities = _identities(pk_of)
+    identities = _identities(pk_of, parsed or {})
     rows = list(_similar_rows(labels, titles, identities, pk_of))
     rows.extend(_link_rows([(rule_id, related) for _, rule_id, *_, related in rules], pk_of))
     insert_rows(
@@ -125,14 +129,26 @@ def refresh_related() -> None:
     )  # fmt: skip
 
 
-def _identities(pk_of: dict[str, int]) -> dict[str, set[tuple[str, str, str]]]:
-    sigma_of = {pk: rule_id for rule_id, pk in pk_of.items()}
-    found: dict[str, set[tuple[str, str, str]]] = {rule_id: set() for rule_id in pk_of}
+def _identities(
+    pk_of: dict[str, int], parsed: Mapping[str, ParsedRule]
+) -> dict[str, set[tuple[str, str, str]]]:
+    found: dict[str, set[tuple[str, str, str]]] = {
+        rule_id: {i.identity for i in parsed[rule_id].indicators} if rule_id in parsed else set()
+        for rule_id in pk_of
+    }
+    unread = [pk for rule_id, pk in pk_of.items() if rule_id not in parsed]
+    if not unread:
+        return found
+    sigma_of = {pk: rule_id for rule_id, pk in pk_of.items() if rule_id not in parsed}
     links = RuleIndicator.objects.values_list(
         "rule_id", "indicator__field", "indicator__kind", "indicator__value_key"
-    ).iterator(chunk_size=5000)
-    for rule_pk, field, kind, value_key in links:
-        found[sigma_of[rule_pk]].add((field, kind, value_key))
+    )
+    # Few stored rules: ask for theirs; many: one scan, skipping the rules just written.
+    if len(unread) <= 2000:
+        links = links.filter(rule_id__in=unread)
+    for rule_pk, field, kind, value_key in links.iterator(chunk_size=5000):
+        if rule_pk in sigma_of:
+            found[sigma_of[rule_pk]].add((field, kind, value_key))
     return found
 
 

@@ -72,7 +72,9 @@ class ChangedSinceField(forms.CharField):
         try:
             return changed_since_revisions(text)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc), code="invalid") from exc
+            raise forms.ValidationError(
+                "%(detail)s", code="invalid", params={"detail": str(exc)}
+            ) from exc
 
 
 class ChangedSinceFilter(django_filters.Filter):
@@ -101,7 +103,9 @@ class ProfileField(forms.CharField):
         try:
             return decode_profile(text)
         except ProfileError as exc:
-            raise forms.ValidationError(str(exc), code="invalid") from exc
+            raise forms.ValidationError(
+                "%(detail)s", code="invalid", params={"detail": str(exc)}
+            ) from exc
 
 
 class ProfileFilter(django_filters.Filter):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = ["CORRELATIONS_FILE", "JobMeta", "export_row", "iter_correlations"]
 CORRELATIONS_FILE = "correlations.jsonl"
 MAX_STORED = 10_000
 """Correlation matches written per job; past it they are counted (``dropped_matches``)."""
+PROGRESS_EVERY = 5000
 SHOWN_SUPPRESSED_EVENTS = 20
 """Event indices listed per filter in the result (the count is complete)."""
 
@@ -87,8 +88,12 @@ class JobMeta:
             ],
         }  # fmt: skip
 
-    def correlate(self, folder: Path) -> dict[str, Any]:
-        """Correlate the kept matches in ``folder/matches.jsonl``; the result's summary."""
+    def correlate(
+        self, folder: Path, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """Correlate the kept matches in ``folder/matches.jsonl``; the result's summary.
+        ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` events (the job's
+        heartbeat and cancel check)."""
         correlations = self.meta.correlations
         if not correlations:
             return {"count": 0, "rules": [], "notes": [], "stored": 0}
@@ -109,7 +114,9 @@ class JobMeta:
 
             engine.on_match = store
             with (folder / "matches.jsonl").open("rb") as lines:
-                for at in sorted(range(len(times)), key=times.__getitem__):
+                for done, at in enumerate(sorted(range(len(times)), key=times.__getitem__)):
+                    if progress is not None and not done % PROGRESS_EVERY:
+                        progress(done, len(times))
                     lines.seek(offsets[at])
                     data = json.loads(lines.readline())
                     event = Event(data["e"], index=data["i"])

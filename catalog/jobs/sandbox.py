@@ -162,6 +162,7 @@ def run_sandbox_file(job: Job, progress: JobProgress) -> tuple[str, str, dict[st
     # Timed from here: compiling the catalog is the worker's start-up (cached per process),
     # not the file's evaluation.
     started = time.perf_counter()
+    cpu_started = time.process_time()  # on a shared machine, the figure load does not skew
     all_rules = bool(job.options.get("all_rules"))
     processes = match_processes()
     folder = job_dir(job)
@@ -186,10 +187,12 @@ def run_sandbox_file(job: Job, progress: JobProgress) -> tuple[str, str, dict[st
     (folder / "rules.json").write_text(json.dumps(rules))
     seconds = time.perf_counter() - started
     result = _summary(tally, rules, len(evaluator), all_rules, seconds)
+    result["cpu_seconds"] = round(time.process_time() - cpu_started, 3)
     # Filters were applied while matching; correlations run over the kept matches now.
-    progress.step(reader.total, reader.total, "correlating the matches")
     result["suppressed"] = tally.meta.suppressed_summary()
-    result["correlations"] = tally.meta.correlate(folder)
+    result["correlations"] = tally.meta.correlate(
+        folder, lambda done, total: progress.step(done, total, f"correlating {total:,} matches")
+    )
     message = f"{tally.events:,} events, {tally.matches:,} matches in {seconds:.1f} s"
     return Job.Status.SUCCEEDED, message, result
 

@@ -140,26 +140,26 @@ def _or_group_fast(name: str | None, matchers: list[Matcher], absent: bool) -> E
                 return True
             if con_any is not None and con_any(cf):
                 return True
-        if folded_tests:
-            for e in elems:
-                cf = e.folded
-                if cf is not None:
-                    for test in folded_tests:
-                        if test(cf):
-                            return True
-        if text_tests:
-            for e in elems:
-                text = e.text
-                if text is not None:
-                    for test in text_tests:
-                        if test(text):
-                            return True
+        if folded_tests and _any_passes(folded_tests, [e.folded for e in elems]):
+            return True
+        if text_tests and _any_passes(text_tests, [e.text for e in elems]):
+            return True
         for m in others:  # noqa: SIM110 (a loop is faster than any() here)
             if m.test(ev, elems):
                 return True
         return False
 
     return fast
+
+
+def _any_passes(tests: tuple[Callable[[str], bool], ...], texts: list[str | None]) -> bool:
+    """Whether one of the tests holds for one of the texts (None: a value without text)."""
+    for text in texts:
+        if text is not None:
+            for test in tests:
+                if test(text):
+                    return True
+    return False
 
 
 _UNANCHORED = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)

@@ -254,20 +254,21 @@ def _copied(value: Any) -> Any:
 
 
 class _BackendState:
-    """A fresh backend's instance attributes, restored before each rule.
+    """A fresh backend's state, restored before each rule.
 
     Backends keep per-conversion state on the instance (Loki's label counter, Sumo Logic's
-    rule list, collected errors): restoring what a freshly built backend held makes each
-    rule's query the one ``sigma convert`` gives for that rule alone, at the cost of a dict
-    copy instead of rebuilding the backend and its pipelines.
+    rule list, collected errors), and several pipelines' failure transformations prepend to
+    their own ``message`` on every failure (Cortex XDR, SentinelOne, Carbon Black, the Kusto
+    pipelines), which makes later errors longer and slower to build. Restoring what a freshly
+    built backend held makes each rule's result the one ``sigma convert`` gives for that rule
+    alone, at the cost of a dict copy instead of rebuilding the backend and its pipelines.
     """
 
-    def __init__(self, backend: Backend, own_pipeline: ProcessingPipeline | None = None) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.values = {k: _copied(v) for k, v in vars(backend).items() if k not in _KEPT_STATE}
-        # Transformations of a stateful backend pipeline (Cortex XDR's prepend to their own
-        # message on every failure): their attributes as built, restored the same way.
-        self.transformations = [
-            (t, {k: _copied(v) for k, v in vars(t).items()}) for t in _transformations(own_pipeline)
+        pipeline = getattr(backend, "last_processing_pipeline", None)
+        self.messages = [
+            (t, t.message) for t in _transformations(pipeline) if isinstance(t.message, str)
         ]
 
     def restore(self, backend: Backend) -> None:
@@ -276,17 +277,17 @@ class _BackendState:
             del current[name]
         for name, value in self.values.items():
             current[name] = _copied(value)
-        for transformation, saved in self.transformations:
-            state = vars(transformation)
-            state.clear()
-            state.update({k: _copied(v) for k, v in saved.items()})
+        for transformation, message in self.messages:
+            transformation.message = message
 
 
 def _transformations(pipeline: ProcessingPipeline | None) -> list[Any]:
+    """The pipeline's transformations that carry a failure ``message``."""
     if pipeline is None:
         return []
     items = [*pipeline.items, *pipeline.postprocessing_items]
-    return [item.transformation for item in items if hasattr(item, "transformation")]
+    found = (getattr(item, "transformation", None) for item in items)
+    return [t for t in found if t is not None and hasattr(t, "message")]
 
 
 class Converter:
@@ -324,10 +325,10 @@ class Converter:
                 # A class-level pipeline that mutates itself: this instance gets its own copy
                 # (an instance attribute shadowing the class one; setattr says so to mypy).
                 setattr(backend, "backend_processing_pipeline", own)  # noqa: B010
-                # Combined now, so the snapshot holds the transformations as the first rule
-                # finds them (attached to the combined pipeline).
-                backend.init_processing_pipeline(self.output_format)
-            self._backend, self._state = backend, _BackendState(backend, own)
+            # Combined now (pySigma would on the first rule), so the snapshot sees every
+            # transformation the rules will go through.
+            backend.init_processing_pipeline(self.output_format)
+            self._backend, self._state = backend, _BackendState(backend)
         return self._backend
 
     def _fresh_backend(self) -> Backend:

@@ -89,9 +89,9 @@ class _Window:
     of the stage's time.
     """
 
-    __slots__ = ("dead", "group", "last", "refs", "rule_counts", "rules", "times", "values")
+    __slots__ = ("dead", "group", "refs", "rule_counts", "rules", "times", "values")
 
-    def __init__(self, group: dict[str, Any], time: float, with_values: bool) -> None:
+    def __init__(self, group: dict[str, Any], with_values: bool) -> None:
         self.group = group
         self.times: deque[float] = deque()
         self.refs: deque[int | tuple[tuple[int, ...], str]] = deque()
@@ -99,7 +99,6 @@ class _Window:
         self.values: deque[Any] | None = deque() if with_values else None
         # value_count: value -> occurrences; temporal types: rule id -> occurrences
         self.rule_counts: dict[Any, int] = {}
-        self.last = time
         self.dead = False
 
 
@@ -224,7 +223,6 @@ class _State:
             window = self._open(key, time)
         else:  # growing groups are kept in last-update order (expiry, LRU)
             groups.move_to_end(key)
-        window.last = time
         times = window.times
         times.append(time)
         window.refs.append(ref)
@@ -280,7 +278,6 @@ class _State:
         window = self.groups.get(key)
         if window is None:
             window = self._open(key, time)
-        window.last = time
         window.times.append(time)
         window.refs.append(ref)
         window.rules.append(rule_id)
@@ -320,7 +317,7 @@ class _State:
         group_by = self.rule.group_by
         one = len(group_by) == 1  # one group-by field: the key is its value, not a tuple
         group = {group_by[0]: key} if one else dict(zip(group_by, key, strict=True))
-        window = _Window(group, time, bool(self.value_fields))
+        window = _Window(group, bool(self.value_fields))
         groups[key] = window
         if len(groups) > self.engine.max_groups:
             self._expire(time)
@@ -368,7 +365,8 @@ class _State:
         groups = self.groups
         while groups:
             key, window = next(iter(groups.items()))
-            if window.last >= horizon:
+            times = window.times  # empty: the window being opened
+            if not times or times[-1] >= horizon:  # its last occurrence is recent
                 break
             del groups[key]
 

@@ -34,7 +34,6 @@ from rules.compile.requirements import (
     NUMBER,
     Atom,
     Clause,
-    clause_cost,
     simple_field,
 )
 from rules.evaluate.analysis import NearIndex, RuleAnalysis
@@ -114,8 +113,9 @@ class Prefilter:
             if not clauses:
                 always.append(i)
                 continue
-            # The rarest clause nominates the rule; the others are checked on nomination.
-            trigger = min(clauses, key=clause_cost)
+            # The rarest clause (requirements come rarest first) nominates the rule; the
+            # others are checked on nomination.
+            trigger = clauses[0]
             for aid in set(map(atoms.id, trigger)):
                 by_atom.setdefault(aid, []).append(i)
             rest = {_ids(atoms, c) for c in clauses if c is not trigger and _worth(c)}

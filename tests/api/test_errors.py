@@ -51,6 +51,17 @@ def test_a_bad_limit_is_named_without_choices(client: Any) -> None:
     assert body == {"detail": "A whole number is required.", "parameter": "limit"}
 
 
+@pytest.mark.parametrize("parameter", ["fires", "changed_since"])
+@pytest.mark.parametrize("path", ["/api/rules/", "/api/attack/layer.json"])
+def test_a_value_with_a_percent_sign_is_a_400_naming_it(
+    client: Any, path: str, parameter: str
+) -> None:
+    # The filter's message quotes the value: a '%' in it once broke django-filter's
+    # message % params formatting (500, found by schemathesis).
+    body = error_of(client.get(path, {parameter: "%s%d 100%"}), 400)
+    assert body["parameter"] == parameter
+
+
 @pytest.mark.parametrize(
     "path", ["/api/rules/no-such-rule/", "/api/indicators/999999999/", "/api/no-such-thing/"]
 )

@@ -3,6 +3,7 @@ name, chains, unresolved references, re-import and prune."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,26 @@ def test_filter_page_and_list(client: Any, imported: None) -> None:
 def test_unknown_correlation_is_404(client: Any, imported: None) -> None:
     assert client.get("/correlations/nope/").status_code == 404
     assert client.get("/correlations/filters/nope/").status_code == 404
+
+
+def test_rule_page_convert_section_applies_the_filters_that_name_the_rule(
+    client: Any, imported: None
+) -> None:
+    from rules.correlate.convert import convert_documents
+
+    rule = Rule.objects.get(rule_id=BAD_PASSWORD)
+    flt = MetaFilter.objects.get(filter_id=FILTER)
+    [expected] = convert_documents([rule.raw_yaml, flt.raw_yaml], ["splunk"])
+    [unfiltered] = convert_documents([rule.raw_yaml], ["splunk"])
+    assert expected.queries and expected.queries != unfiltered.queries
+    page = client.get(f"/rules/{BAD_PASSWORD}/?target=splunk").content.decode()
+    assert 'id="convert-filters"' in page and "with the filter applied" in page
+    assert f"/correlations/filters/{FILTER}/" in page.split('id="convert-filters"')[1]
+    assert html.escape(expected.queries[0]) in page
+    # A target that does not convert collections here says the query is unfiltered.
+    page = client.get(f"/rules/{BAD_PASSWORD}/?target=kusto").content.decode()
+    section = page.split('id="convert-filters"')[1]
+    assert "The query above is this rule alone" in section
+    assert "Filters are applied in the conversion for Splunk SPL" in section
+    # A rule no filter names has no such block.
+    assert 'id="convert-filters"' not in client.get(f"/rules/{LOGON}/").content.decode()

@@ -105,6 +105,9 @@ def test_a_changed_rule_gets_fresh_findings(catalog: Path) -> None:
     path.write_text(path.read_text().replace("attack.t9999", "attack.t1033"))
     assert import_rules([str(catalog / "rules")]).updated == 1
     assert not RuleFinding.objects.filter(rule__rule_id=OTHER, validator="attacktag").exists()
+    # Related rules are recomputed with the stored rules' indicators read back.
+    first = RelatedRule.objects.filter(rule__rule_id=A, relation="similar").first()
+    assert first is not None and first.other_sigma_id == COPY and first.score == 1.0
 
 
 def test_regression_replay_is_stored(catalog: Path) -> None:

@@ -465,3 +465,15 @@ def test_timestamp_detection_and_choice() -> None:
     assert event_time(nested) == T0
     both = Event({"@timestamp": "2024-05-01T10:00:00Z", "seen": "2024-05-01T11:00:00Z"})
     assert event_time(both, "seen") == T0 + 3600
+
+
+def test_group_cap_sweeps_idle_groups_before_dropping_live_ones() -> None:
+    # Opening the third group exceeds the cap: the two idle ones are swept first (the sweep
+    # stops at the group being opened, which holds nothing yet), so nothing live is dropped.
+    rule = corr(document("event_count", "{gte: 2}", group="[User]", span="10s"))
+    engine = CorrelationEngine([rule], max_groups=2)
+    for i, (at, user) in enumerate([(0, "u0"), (1, "u1"), (100, "u2"), (105, "u2")]):
+        engine.feed(i, T0 + at, Event({"User": user}), ["a"])
+    [match] = engine.finish()
+    assert match.group == {"User": "u2"} and match.events == [2, 3]
+    assert engine.stats.dropped_groups == 0
