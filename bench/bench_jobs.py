@@ -25,6 +25,7 @@ shared machine::
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -149,6 +150,7 @@ def _baseline_tree(ref: str) -> Path:
     folder (``git show`` only reads the repository). Everything else stays as it is here,
     so the comparison isolates the hot path from other work in the tree."""
     root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    atexit.register(shutil.rmtree, root, True)
     shutil.copytree(REPO / "rules", root / "rules", ignore=shutil.ignore_patterns("__pycache__"))
     for path in HOT_PATH:
         text = subprocess.run(
@@ -217,6 +219,8 @@ def main() -> None:
         micro(args)
         return
     scratch = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
+    # The scratch database, uploads and job files (hundreds of MB): gone when the run ends.
+    atexit.register(shutil.rmtree, scratch, True)
     os.environ.setdefault("DATA_DIR", str(scratch / "data"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")
     os.environ["DEBUG"] = "0"

@@ -6,13 +6,19 @@ Findings and replays were computed by the parse step (``ParsedRule.findings`` an
 keyed by the revision's content hash. Related rules depend on the whole catalog, so they are
 recomputed for every rule whenever an import changed anything: a rule page then reads them in
 one query instead of comparing the rule with the catalog on every view.
+
+:func:`evidence_written` computes the related rules in a thread while the importer records
+the release: that step mostly waits for PostgreSQL, so the comparison costs the import
+almost nothing on a machine with a free core (the thread never touches the database).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 from django.conf import settings
 
@@ -26,26 +32,63 @@ from rules.validate import validate_rule, validator_names
 RELATED_LIMIT = 10
 SHARED_KEPT = 25  # shared identities stored per related pair (the count is kept whole)
 _CHUNK = 900
+_RELATED_COLUMNS = [
+    "rule_id", "other_id", "other_sigma_id", "relation", "direction", "rank", "score",
+    "shared", "shared_count", "same_logsource",
+]  # fmt: skip
+
+# (pk, rule_id, title, product, category, service, related): one row per catalog rule.
+_RuleRow = tuple[int, str, str, str, str, str, list[dict[str, str]]]
+Row = tuple[object, ...]
 
 
 def write_evidence(plan: ImportPlan, *, catalog_changed: bool) -> None:
     """Store the findings and replays of the rules this import wrote; refresh related rules."""
+    with evidence_written(plan, catalog_changed=catalog_changed):
+        pass
+
+
+@contextmanager
+def evidence_written(plan: ImportPlan, *, catalog_changed: bool) -> Iterator[None]:
+    """:func:`write_evidence`, with the related rules computed while the block runs.
+
+    The related rules are those of the catalog as it is on entry; rules the block deletes
+    (a snapshot release's removals) lose their rows, as the cascade would have removed them.
+    """
     written = [(item.parsed, item.digest) for item in (*plan.new, *plan.changed)]
-    if written:
-        pk_by_id = _pks([parsed.id for parsed, _ in written])
-        _delete_for([item.pk for item in plan.changed])
-        _write_findings(written, pk_by_id)
-        _write_regressions(written, pk_by_id)
-    if catalog_changed and evidence_enabled():
-        refresh_related({parsed.id: parsed for parsed, _ in written})
+    _delete_for([item.pk for item in plan.changed])
+    refresh = catalog_changed and evidence_enabled()
+    if not refresh and not any(p.findings or p.regression for p, _ in written):
+        yield  # nothing to write (an unchanged re-import, or the evidence turned off)
+        return
+    rules = _rule_rows()
+    pk_by_id = {rule_id: pk for pk, rule_id, *_ in rules}
+    _write_findings(written, pk_by_id)
+    _write_regressions(written, pk_by_id)
+    if not refresh:
+        yield
+        return
+    RelatedRule.objects.all().delete()
+    similar = _similar_pending(rules, {parsed.id: parsed for parsed, _ in written})
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="related") as pool:
+        rows: Future[list[Row]] = pool.submit(lambda: list(similar))
+        yield
+        found = rows.result()
+    found.extend(_link_rows([(rule[1], rule[6]) for rule in rules], pk_by_id))
+    insert_rows(RelatedRule, _RELATED_COLUMNS, _surviving(found))
 
 
-def _pks(rule_ids: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(rule_ids), _CHUNK):
-        chunk = rule_ids[start : start + _CHUNK]
-        found.update(Rule.objects.filter(rule_id__in=chunk).values_list("rule_id", "pk"))
-    return found
+def _rule_rows() -> list[_RuleRow]:
+    return list(
+        Rule.objects.values_list("pk", "rule_id", "title", "product", "category", "service",
+                                 "related")
+    )  # fmt: skip
+
+
+def _surviving(rows: list[Row]) -> list[Row]:
+    """Rows whose rules both still exist (columns 0 and 1 are the two rule pks)."""
+    alive = set(Rule.objects.values_list("pk", flat=True))
+    return [row for row in rows if row[0] in alive and (row[1] is None or row[1] in alive)]
 
 
 def _delete_for(rule_pks: list[int]) -> None:
@@ -107,26 +150,25 @@ def compatible(a: Label, b: Label) -> bool:
 def refresh_related(parsed: Mapping[str, ParsedRule] | None = None) -> None:
     """Recompute every rule's related rules (similar by indicators, ``related:`` links).
 
-    ``parsed``: the rules this import wrote, whose identities are taken from memory rather
-    than read back (a full import then reads no indicator row at all).
+    ``parsed``: rules whose identities are taken from memory rather than read back (the
+    importer passes the rules it wrote: a full import then reads no indicator row at all).
     """
     RelatedRule.objects.all().delete()
-    rules = list(
-        Rule.objects.values_list("pk", "rule_id", "title", "product", "category", "service",
-                                 "related")
-    )  # fmt: skip
+    rules = _rule_rows()
+    pk_of = {rule_id: pk for pk, rule_id, *_ in rules}
+    rows = list(_similar_pending(rules, parsed or {}))
+    rows.extend(_link_rows([(rule[1], rule[6]) for rule in rules], pk_of))
+    insert_rows(RelatedRule, _RELATED_COLUMNS, rows)
+
+
+def _similar_pending(rules: list[_RuleRow], parsed: Mapping[str, ParsedRule]) -> Iterable[Row]:
+    """The similar-rule rows, still to be computed: everything read from the database is
+    read now, so the rows can be computed by a thread without a connection."""
     pk_of = {rule_id: pk for pk, rule_id, *_ in rules}
     labels: dict[str, Label] = {rule_id: (p, c, s) for _, rule_id, _, p, c, s, _ in rules}
     titles = {rule_id: title for _, rule_id, title, *_ in rules}
-    identities = _identities(pk_of, parsed or {})
-    rows = list(_similar_rows(labels, titles, identities, pk_of))
-    rows.extend(_link_rows([(rule_id, related) for _, rule_id, *_, related in rules], pk_of))
-    insert_rows(
-        RelatedRule,
-        ["rule_id", "other_id", "other_sigma_id", "relation", "direction", "rank", "score",
-         "shared", "shared_count", "same_logsource"],
-        rows,
-    )  # fmt: skip
+    identities = _identities(pk_of, parsed)
+    return _similar_rows(labels, titles, identities, pk_of)
 
 
 def _identities(

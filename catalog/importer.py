@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.correlations import split_sources, write_meta_documents
-from catalog.evidence import add_evidence, evidence_enabled, prepare_evidence, write_evidence
+from catalog.evidence import add_evidence, evidence_enabled, evidence_written, prepare_evidence
 from catalog.import_rows import (
     ChangedRule,
     ImportPlan,
@@ -148,8 +148,10 @@ def import_rules(
         with transaction.atomic():
             write_plan(plan, report, prune=prune, rule_set=rule_set)
             write_meta_documents(meta_documents, report, prune=prune)
-            write_evidence(plan, catalog_changed=bool(plan.new or plan.changed or report.pruned))
-            report.release = record_release(target, plan)
+            changed = bool(plan.new or plan.changed or report.pruned)
+            # Related rules are computed while the release rows are written (mostly waits).
+            with evidence_written(plan, catalog_changed=changed):
+                report.release = record_release(target, plan)
     except Exception as exc:
         report.seconds = time.perf_counter() - started
         _finish(run, report, ImportRun.Status.FAILED, f"{type(exc).__name__}: {exc}")

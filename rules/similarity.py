@@ -16,6 +16,7 @@ Three relations are reported for each candidate:
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
@@ -183,8 +184,9 @@ class SimilarityIndex:
                 continue
             same = logsource is not None and rule.logsource == logsource
             ranked.append((-score, -shared, not same, rule.title != title, rule.title, rule_id))
-        ranked.sort()
-        return [self._compare(wanted, self.rules[r[-1]], logsource) for r in ranked[:limit]]
+        # The keys end with the unique rule id: the n smallest are the sorted list's first n.
+        best = heapq.nsmallest(limit, ranked)
+        return [self._compare(wanted, self.rules[r[-1]], logsource) for r in best]
 
     def similar_to_rule(self, rule_id: str, *, limit: int = DEFAULT_LIMIT) -> list[Similar]:
         """The other catalog rules most similar to a catalog rule ([] for an unknown id)."""

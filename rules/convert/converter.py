@@ -40,7 +40,7 @@ from rules.convert.registry import (
     resolve_options,
     sigma_cli_command,
 )
-from rules.convert.verify import Verdict, verify_outputs
+from rules.convert.verify import Verdict, backslash_parts, checks_backslashes, verify_outputs
 from rules.errors import RuleError
 from rules.model import ParsedRule
 from rules.modifiers import conversion_problems, sigma_rule_from_document
@@ -220,22 +220,29 @@ def _sigma_rule(rule: RuleInput) -> SigmaRule:
     return sigma_rule_from_document(dict(rule))
 
 
-def placeholders(rule: SigmaRule) -> frozenset[str]:
-    """Names of the rule's ``|expand`` placeholders (read before a pipeline replaces them)."""
-    names: set[str] = set()
+def string_values(rule: SigmaRule) -> Iterator[SigmaString]:
+    """Every string value of the rule's detections (as they are now: a pipeline applied to the
+    rule rewrites them in place)."""
 
-    def walk(item: SigmaDetection | SigmaDetectionItem) -> None:
+    def walk(item: SigmaDetection | SigmaDetectionItem) -> Iterator[SigmaString]:
         if isinstance(item, SigmaDetection):
             for child in item.detection_items:
-                walk(child)
+                yield from walk(child)
             return
-        for value in item.value:
-            if isinstance(value, SigmaString):
-                names.update(part.name for part in value.s if isinstance(part, Placeholder))
+        yield from (value for value in item.value if isinstance(value, SigmaString))
 
     for detection in rule.detection.detections.values():
-        walk(detection)
-    return frozenset(names)
+        yield from walk(detection)
+
+
+def placeholders(rule: SigmaRule) -> frozenset[str]:
+    """Names of the rule's ``|expand`` placeholders (read before a pipeline replaces them)."""
+    return frozenset(
+        part.name
+        for value in string_values(rule)
+        for part in value.s
+        if isinstance(part, Placeholder)
+    )
 
 
 def _filename(rule: RuleInput) -> str:
@@ -372,15 +379,23 @@ class Converter:
         if not outputs:
             reason = _empty_reason(self.spec, self.pipe)
             return self._result("", command, started, error=reason, error_kind="empty")
-        checked, verdict = self.verify(outputs, names)
+        # Values after the pipeline (convert_rule applied it to the rule in place).
+        backslashes = (
+            backslash_parts(string_values(sigma_rule))
+            if checks_backslashes(self.spec.language)
+            else ()
+        )
+        checked, verdict = self.verify(outputs, names, backslashes)
         return self._result(_query(checked), command, started, outputs=checked, verdict=verdict)
 
     def verify(
-        self, outputs: Iterable[Any], names: Iterable[str] = ()
+        self, outputs: Iterable[Any], names: Iterable[str] = (), backslashes: Iterable[str] = ()
     ) -> tuple[tuple[Any, ...], Verdict]:
         """Check the outputs with the target's grammar (fixing what is certain)."""
         spec = self.spec
-        return verify_outputs(spec.verifier, spec.language, self.output_format, outputs, names)
+        return verify_outputs(
+            spec.verifier, spec.language, self.output_format, outputs, names, backslashes
+        )
 
     def convert_many(self, rules: Iterable[RuleInput]) -> Iterator[ConversionResult]:
         """Convert rules in order with the shared backend, one result per rule."""

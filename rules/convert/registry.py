@@ -30,7 +30,7 @@ from sigma.conversion.base import Backend
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.processing.resolver import ProcessingPipelineResolver
 
-CONVERTER_VERSION = "2"
+CONVERTER_VERSION = "3"
 """Bumped whenever this registry changes what a (target, pipeline) produces; it is part of
 :func:`backend_version`, so cached conversions made by an older registry are not reused."""
 

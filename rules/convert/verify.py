@@ -9,11 +9,15 @@ EQL does not know, strings that never close). After conversion each query is che
   certain fixes of :func:`fix_eql` (backticked field names with ``-``, ``\\/`` -> ``/``);
 * Panther's Python rules: :func:`ast.parse` (parsed, never run); JSON outputs: :func:`json.loads`;
 * everything else: a lexical check (balanced quotes and brackets, no ``|expand`` placeholder
-  left in the query, no PPL wildcard outside quotes), :func:`lexical_problem`.
+  left in the query, no PPL wildcard outside quotes), :func:`lexical_problem`;
+* OpenSearch PPL also: the rule's string values that hold a backslash against the query
+  (:func:`backslash_problem`): its backend filters every ``\\`` out of string values, so
+  ``C:\\Users\\`` becomes ``"%C:Users%"``, a query that parses but matches other text.
 
 A check gives a :class:`Verdict`: ``problem`` is the parser's message when the query does not
 parse (after any fix), ``fixes`` names the fixes applied (the query then differs from what
-``sigma convert`` prints, on purpose). Checks are pure functions of the query text, cached.
+``sigma convert`` prints, on purpose). Checks are pure functions of the query text (and of
+the rule's placeholder names and backslash values), cached.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from sigma.types import SigmaString
 
 VERIFIED = "verified"
 FIXED = "fixed"
@@ -411,6 +416,67 @@ def lexical_problem(query: str, dialect: Dialect) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- lost backslashes
+
+BACKSLASH_LANGUAGES = frozenset({"ppl"})
+"""Languages whose backend drops the backslashes of string values (OpenSearch PPL's declares
+``filter_chars = "\\"``), so each query is compared with the rule's values.
+
+Not fixed, only marked invalid: a literal backslash in a PPL ``LIKE`` pattern goes through two
+unescaping layers (the string literal, then ``LIKE``'s own ``\\`` escape), and OpenSearch's
+``LIKE`` treated ``\\\\`` wrongly until opensearch-project/sql#5653 (2026-07), so which
+re-escaped form matches depends on the OpenSearch version the query runs on."""
+
+
+def checks_backslashes(language: str) -> bool:
+    """Whether :func:`backslash_problem` applies to this target language."""
+    return language in BACKSLASH_LANGUAGES
+
+
+def backslash_parts(values: Iterable[SigmaString]) -> tuple[str, ...]:
+    """The plain (non-wildcard) parts of ``values`` that contain a backslash, each once."""
+    parts: dict[str, None] = {}
+    for value in values:
+        for part in value.s:
+            if isinstance(part, str) and "\\" in part:
+                parts[part] = None
+    return tuple(parts)
+
+
+_SNIPPET_REACH = 120  # how far from a value its enclosing quotes are looked for
+
+
+def _enclosing_literal(query: str, start: int, end: int) -> str:
+    """The quoted string of ``query`` around ``query[start:end]`` (or that text alone)."""
+    opening = query.rfind('"', max(0, start - _SNIPPET_REACH), start)
+    closing = query.find('"', end, end + _SNIPPET_REACH)
+    if opening < 0 or closing < 0:
+        return query[start:end]
+    return query[opening : closing + 1]
+
+
+def backslash_problem(query: str, parts: Iterable[str]) -> str | None:
+    """The first value part whose backslashes the query lost, or None.
+
+    A part is lost when it is nowhere in the query while its text without backslashes is: an
+    escaped form (``\\\\``) contains the part itself, so a correctly escaped query passes. A
+    part found neither way (a pipeline rewrote it) says nothing either way and passes.
+    """
+    for part in parts:
+        if part in query:
+            continue
+        stripped = part.replace("\\", "")
+        if not stripped:  # only backslashes: lost when the query has none at all
+            if "\\" not in query:
+                return f"backslashes lost: {part} appears as nothing (the query has no backslash)"
+            continue
+        start = query.find(stripped)
+        if start >= 0:
+            shown = _enclosing_literal(query, start, start + len(stripped))
+            return f"backslashes lost: {part} appears as {shown}"
+    return None
+
+
 # --------------------------------------------------------------------------- per target
 
 
@@ -536,17 +602,21 @@ def verify_outputs(
     output_format: str,
     outputs: Iterable[Any],
     placeholders: Iterable[str] = (),
+    backslashes: Iterable[str] = (),
 ) -> tuple[tuple[Any, ...], Verdict]:
     """Check (and where certain, fix) one rule's outputs; ``(outputs, verdict)``.
 
     ``placeholders`` are the names of the rule's ``|expand`` placeholders: a query that still
-    holds one literally is invalid whatever the grammar says.
+    holds one literally is invalid whatever the grammar says. ``backslashes`` are the rule's
+    value parts with a backslash (:func:`backslash_parts`, for :func:`checks_backslashes`
+    languages): a query that lost them is invalid too.
     """
     outputs = tuple(outputs)
     check = _check_for(verifier, language, output_format)
     if check is None:
         return outputs, UNVERIFIED
     names = tuple(placeholders)
+    lost = tuple(backslashes) if checks_backslashes(language) else ()
     checked: list[Any] = []
     fixes: list[str] = []
     problem: str | None = None
@@ -554,10 +624,9 @@ def verify_outputs(
         fixed, applied, found = check.run(output)
         checked.append(fixed)
         fixes += [f for f in applied if f not in fixes]
-        if found is None and names:
-            found = placeholder_problem(
-                json.dumps(fixed) if not isinstance(fixed, str) else fixed, names
-            )
+        if found is None and (names or lost):
+            text = json.dumps(fixed) if not isinstance(fixed, str) else fixed
+            found = placeholder_problem(text, names) or backslash_problem(text, lost)
         if problem is None and found is not None:
             problem = found
     return tuple(checked), Verdict(check.verifier, problem, tuple(fixes))

@@ -108,6 +108,16 @@ def test_metadata_findings_point_at_their_key() -> None:
     assert lines[found["sigmahq_description_length"].line - 1].startswith("description:")
 
 
+@pytest.mark.parametrize(("length", "flagged"), [(110, False), (111, True), (121, True)])
+def test_titles_over_110_characters_are_flagged_as_sigmahq_conventions_say(
+    length: int, flagged: bool
+) -> None:
+    title = ("Suspicious Whoami Execution From An Unusual Parent Process " * 3)[:length].strip()
+    title = title.ljust(length, "X")
+    found = by_validator(validate_text(good_rule(title=title)))
+    assert ("sigmahq_title_length" in found) is flagged
+
+
 def test_missing_key_has_no_line() -> None:
     found = by_validator(validate_text(good_rule(author=None)))
     assert found["sigmahq_author_existence"].line is None
