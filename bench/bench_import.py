@@ -4,13 +4,16 @@
 2. A full import of the same files into an empty PostgreSQL database.
 3. A re-import with nothing changed.
 3b. The full import again without the evidence (validation, regression replay, related rules:
-   ``IMPORT_EVIDENCE`` off); prints what the evidence adds (target <= 30%).
+   ``IMPORT_EVIDENCE`` off); prints what the evidence adds (target <= 30%): the median over the
+   rounds of each round's ratio, both imports of a round run back to back (which one goes
+   first alternates between rounds) into an emptied database, so they see the same load.
 
 Prints both ratios against (1). Targets: full import <= 0.8x, unchanged re-import <= 0.25x.
 4. Releases (``../shared/corpus/releases``): r2026-04-01 on top of r2026-01-01 against the same
    archive into an empty database (target <= 1.2x), and the changes API's median (< 50 ms).
 
     .venv/bin/python bench/bench_import.py [--corpus ../shared/corpus/sigmahq] [--pg URL]
+        [--repeat N] [--no-releases]
 
 ``--pg`` is a server URL (default postgres://postgres@127.0.0.1:5432); a scratch database is
 created there and dropped at the end.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,7 +39,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus" / "sigmahq"))
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each phase (best kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each phase")
+    parser.add_argument("--no-releases", action="store_true", help="skip phase 4")
     args = parser.parse_args()
 
     corpus = Path(args.corpus)
@@ -68,23 +73,31 @@ def main() -> int:
         django.setup()
         from django.core.management import call_command
 
-        from catalog.models import Rule
         from catalog.services import import_rules
 
         call_command("migrate", verbosity=0)
-        full = unchanged = bare = float("inf")
-        for _ in range(args.repeat):
-            Rule.objects.all().delete()
+        fulls: list[float] = []
+        bares: list[float] = []
+        unchanged = float("inf")
+        for round_ in range(args.repeat):
+            # Alternate the order so a change of the machine's load favours neither import.
+            if round_ % 2:
+                bares.append(_bare_import(dirs))
+            _empty_catalog()
             start = time.perf_counter()
             report = import_rules([str(d) for d in dirs], trigger="bench")
-            full = min(full, time.perf_counter() - start)
+            fulls.append(time.perf_counter() - start)
             assert report.created == len(files) and not report.errors, report.summary()
             start = time.perf_counter()
             report = import_rules([str(d) for d in dirs], trigger="bench")
             unchanged = min(unchanged, time.perf_counter() - start)
             assert report.unchanged == len(files), report.summary()
-            bare = min(bare, _bare_import(dirs))
-        releases = _bench_releases(Path(args.corpus).parent / "releases", args.repeat)
+            if not round_ % 2:
+                bares.append(_bare_import(dirs))
+        full = min(fulls)
+        releases = None
+        if not args.no_releases:
+            releases = _bench_releases(Path(args.corpus).parent / "releases", args.repeat)
         from django.db import connections
 
         connections.close_all()
@@ -103,10 +116,16 @@ def main() -> int:
         f"{unchanged / baseline:5.2f}x (target <= 0.25x) "
         f"{'OK' if unchanged / baseline <= 0.25 else 'MISSED'}"
     )
-    extra = full / bare - 1
+    extra = statistics.median(f / b for f, b in zip(fulls, bares, strict=True)) - 1
     print(
-        f"full import without evidence      {bare:8.2f} s   validation + regression replay + "
-        f"related rules add {extra:6.1%} (target <= 30%) {'OK' if extra <= 0.3 else 'MISSED'}"
+        f"full import without evidence      {min(bares):8.2f} s   validation + regression "
+        f"replay + related rules add {extra:6.1%} (target <= 30%) "
+        f"{'OK' if extra <= 0.3 else 'MISSED'}"
+    )
+    print(
+        "  per round, with / without evidence: "
+        + ", ".join(f"{f:.2f}/{b:.2f} s" for f, b in zip(fulls, bares, strict=True))
+        + f"; median of the {len(fulls)} ratios"
     )
     if releases:
         plain, on_top, api_ms = releases
@@ -122,15 +141,24 @@ def main() -> int:
     return 0
 
 
+def _empty_catalog() -> None:
+    """No rule, revision or release: every full import writes the same rows (a release's
+    revisions left by an earlier round would spare the next import writing them)."""
+    from catalog.models import Release, Rule, RuleRevision
+
+    Rule.objects.all().delete()
+    RuleRevision.objects.all().delete()
+    Release.objects.all().delete()
+
+
 def _bare_import(dirs: list[Path]) -> float:
     """Issue 14: the same full import without validation, regression replay and related rules
     (``IMPORT_EVIDENCE`` off), run in the same round as the full one so both see the same load."""
     from django.conf import settings
 
-    from catalog.models import Rule
     from catalog.services import import_rules
 
-    Rule.objects.all().delete()
+    _empty_catalog()
     settings.IMPORT_EVIDENCE = False
     try:
         start = time.perf_counter()
@@ -146,26 +174,18 @@ def _bench_releases(folder: Path, repeat: int) -> tuple[float, float, float] | N
     first, second = (folder / f"sigma_all_rules-{n}.zip" for n in ("r2026-01-01", "r2026-04-01"))
     if not (first.is_file() and second.is_file()):
         return None
-    import statistics
-
     from django.test import Client
 
-    from catalog.models import Release, Rule, RuleRevision
     from catalog.releases import ReleaseSpec
     from catalog.services import import_rules
 
-    def empty() -> None:
-        Rule.objects.all().delete()
-        RuleRevision.objects.all().delete()
-        Release.objects.all().delete()
-
     plain = on_top = float("inf")
     for _ in range(repeat):
-        empty()
+        _empty_catalog()
         start = time.perf_counter()
         import_rules([str(second)], trigger="bench", release=ReleaseSpec(name="r2026-04-01"))
         plain = min(plain, time.perf_counter() - start)
-        empty()
+        _empty_catalog()
         import_rules([str(first)], trigger="bench", release=ReleaseSpec(name="r2026-01-01"))
         start = time.perf_counter()
         import_rules([str(second)], trigger="bench", release=ReleaseSpec(name="r2026-04-01"))

@@ -420,7 +420,8 @@ def lexical_problem(query: str, dialect: Dialect) -> str | None:
 
 BACKSLASH_LANGUAGES = frozenset({"ppl"})
 """Languages whose backend drops the backslashes of string values (OpenSearch PPL's declares
-``filter_chars = "\\"``), so each query is compared with the rule's values.
+``filter_chars = "\\"``), so each query is compared with the rule's values
+(:func:`backslash_problem`).
 
 Not fixed, only marked invalid: a literal backslash in a PPL ``LIKE`` pattern goes through two
 unescaping layers (the string literal, then ``LIKE``'s own ``\\`` escape), and OpenSearch's
@@ -429,8 +430,8 @@ re-escaped form matches depends on the OpenSearch version the query runs on."""
 
 
 def checks_backslashes(language: str) -> bool:
-    """Whether :func:`backslash_problem` applies to this target language."""
-    return language in BACKSLASH_LANGUAGES
+    """Whether the query is compared with the rule's backslash values in this language."""
+    return language in BACKSLASH_CHECKS
 
 
 def backslash_parts(values: Iterable[SigmaString]) -> tuple[str, ...]:
@@ -475,6 +476,38 @@ def backslash_problem(query: str, parts: Iterable[str]) -> str | None:
             shown = _enclosing_literal(query, start, start + len(stripped))
             return f"backslashes lost: {part} appears as {shown}"
     return None
+
+
+def trailing_backslash_problem(query: str, parts: Iterable[str]) -> str | None:
+    """A value ending in a backslash written unescaped before its closing quote, or None.
+
+    SPL2's backend writes backslashes as they are, so ``C:\\Windows\\`` becomes
+    ``"C:\\Windows\\"``, whose last backslash escapes the quote: the string runs on. The
+    lexical check says "never closes" unless a second such string pairs the quotes up again
+    (``IN ("c:\\a\\", "c:\\b\\")`` balances), so each value ending in a backslash is
+    looked up: an odd run of backslashes right before the quote means it is escaped.
+    """
+    for part in parts:
+        if not part.endswith("\\"):
+            continue
+        start = query.find(part + '"')
+        if start < 0:
+            continue
+        quote = start + len(part)
+        run = quote - len(query[:quote].rstrip("\\"))
+        if run % 2:
+            return (
+                f"the string ending in {part} never closes: its last backslash escapes the "
+                "closing quote"
+            )
+    return None
+
+
+BACKSLASH_CHECKS: dict[str, Callable[[str, Iterable[str]], str | None]] = {
+    "ppl": backslash_problem,
+    "spl2": trailing_backslash_problem,
+}
+"""The languages whose queries are compared with the rule's backslash values, and how."""
 
 
 # --------------------------------------------------------------------------- per target
@@ -616,7 +649,8 @@ def verify_outputs(
     if check is None:
         return outputs, UNVERIFIED
     names = tuple(placeholders)
-    lost = tuple(backslashes) if checks_backslashes(language) else ()
+    backslash_check = BACKSLASH_CHECKS.get(language)
+    lost = tuple(backslashes) if backslash_check is not None else ()
     checked: list[Any] = []
     fixes: list[str] = []
     problem: str | None = None
@@ -626,7 +660,9 @@ def verify_outputs(
         fixes += [f for f in applied if f not in fixes]
         if found is None and (names or lost):
             text = json.dumps(fixed) if not isinstance(fixed, str) else fixed
-            found = placeholder_problem(text, names) or backslash_problem(text, lost)
+            found = placeholder_problem(text, names)
+            if found is None and backslash_check is not None and lost:
+                found = backslash_check(text, lost)
         if problem is None and found is not None:
             problem = found
     return tuple(checked), Verdict(check.verifier, problem, tuple(fixes))

@@ -15,7 +15,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from catalog import import_rows, models
-from catalog.models import Exclusion, ImportRun, Indicator, Rule, Stage
+from catalog.models import (
+    Correlation,
+    Exclusion,
+    ImportRun,
+    Indicator,
+    MetaFilter,
+    Rule,
+    Stage,
+)
 from catalog.services import ImportAborted, ImportReport, import_rules
 from rules.errors import RuleError
 from rules.parse import MAX_RULE_BYTES, parse_rule
@@ -587,6 +595,8 @@ def test_load_examples_with_the_bundled_examples(settings):
     call_command("load_examples", stdout=out, stderr=err)
     assert " 0 failed" in out.getvalue(), err.getvalue()
     assert Rule.objects.count() > 0
+    # The correlation and filter examples come with them (examples/correlations).
+    assert Correlation.objects.count() >= 4 and MetaFilter.objects.count() >= 1
 
 
 # --- the SigmaHQ corpus ------------------------------------------------------------------------

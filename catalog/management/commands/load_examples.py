@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,10 @@ from catalog.services import ImportAborted, import_rules
 
 
 class Command(BaseCommand):
-    help = "Import the example rule pack (examples/rules) if the catalog has no rules yet."
+    help = (
+        "Import the example rule pack (examples/rules, and the correlation and filter examples "
+        "in examples/correlations beside it) if the catalog has no rules yet."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -23,9 +27,13 @@ class Command(BaseCommand):
         if Rule.objects.exists() and not options["force"]:
             self.stdout.write("Catalog already has rules; examples not imported (use --force).")
             return
+        rules = Path(settings.EXAMPLE_RULES_DIR)
+        # The correlation and meta-filter examples reference rules of their own files, so the
+        # embedded default shows correlations, filters and their pages from the first start.
+        folders = [rules] + [f for f in [rules.parent / "correlations"] if f.is_dir()]
         try:
             report = import_rules(
-                [str(settings.EXAMPLE_RULES_DIR)], trigger="examples", rule_set="examples"
+                [str(f) for f in folders], trigger="examples", rule_set="examples"
             )
         except ImportAborted as exc:
             raise CommandError(str(exc)) from exc
