@@ -478,6 +478,9 @@ def backslash_problem(query: str, parts: Iterable[str]) -> str | None:
     return None
 
 
+_AFTER_CLOSING_QUOTE = frozenset(" ),|")
+
+
 def trailing_backslash_problem(query: str, parts: Iterable[str]) -> str | None:
     """A value ending in a backslash written unescaped before its closing quote, or None.
 
@@ -485,17 +488,20 @@ def trailing_backslash_problem(query: str, parts: Iterable[str]) -> str | None:
     ``"C:\\Windows\\"``, whose last backslash escapes the quote: the string runs on. The
     lexical check says "never closes" unless a second such string pairs the quotes up again
     (``IN ("c:\\a\\", "c:\\b\\")`` balances), so each value ending in a backslash is
-    looked up: an odd run of backslashes right before the quote means it is escaped.
+    looked up: an odd run of backslashes right before the quote means it is escaped. Only a
+    quote that ends a value counts (end, space, ``)``, ``,`` or ``|`` after it), and a part made
+    only of backslashes is skipped: both could be a quote the backend escaped (``-C \\"``).
     """
     for part in parts:
-        if not part.endswith("\\"):
+        if not part.endswith("\\") or not part.strip("\\"):
             continue
         start = query.find(part + '"')
         if start < 0:
             continue
         quote = start + len(part)
         run = quote - len(query[:quote].rstrip("\\"))
-        if run % 2:
+        closing = quote + 1 == len(query) or query[quote + 1] in _AFTER_CLOSING_QUOTE
+        if run % 2 and closing:
             return (
                 f"the string ending in {part} never closes: its last backslash escapes the "
                 "closing quote"

@@ -315,6 +315,19 @@ def test_spl2_closed_strings_stay_valid(query: str) -> None:
     assert verify.trailing_backslash_problem(query, ("C:\\Windows\\",)) is None
 
 
+@pytest.mark.parametrize(
+    ("query", "part"),
+    [
+        ('a LIKE "%-C \\"%"', "\\"),  # the backend's escaped quote, not a value's end
+        ('a LIKE "%say \\"hi\\"%"', "say \\"),  # a quote inside the value: text follows
+    ],
+)
+def test_spl2_escaped_quotes_inside_values_are_not_taken_for_an_ending(
+    query: str, part: str
+) -> None:
+    assert verify.trailing_backslash_problem(query, (part,)) is None
+
+
 # --------------------------------------------------------------------------- corpus sample
 
 
