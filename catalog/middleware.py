@@ -108,3 +108,35 @@ def neutral_server_header(app: WSGIApp) -> WSGIApp:
         return app(environ, start)
 
     return wrapped
+
+
+DRAIN_LIMIT = 4 * 1024 * 1024
+"""Largest unread request body read and dropped before a refusal is sent (see below)."""
+_DRAIN_CHUNK = 64 * 1024
+
+
+class DrainRefusedBodyMiddleware:
+    """Read (and drop) the unread body of a request refused with 429 or 503.
+
+    A busy sandbox refuses a large body *before* parsing it (catalog.throttling.process_busy),
+    and the rate throttles refuse before the view reads it. Answering while the client is
+    still uploading closes the connection under it: the client sees a broken pipe instead of
+    the 503/429 and its Retry-After (what bench_load's heavy clients saw once heavy
+    evaluations left the web process). Reading the bytes costs a copy, not a parse; bodies
+    over DRAIN_LIMIT (or of unknown length) are not read: those connections just close.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code in (429, 503) and not getattr(request, "_read_started", True):
+            length = request.META.get("CONTENT_LENGTH") or ""
+            if length.isdigit() and 0 < int(length) <= DRAIN_LIMIT:
+                try:
+                    while request.read(_DRAIN_CHUNK):
+                        pass
+                except OSError:
+                    pass  # the client went away: nothing to answer
+        return response

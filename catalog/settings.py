@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
 MIDDLEWARE = [
+    # Outermost: sees every 429/503, including the throttles' and the busy sandbox's.
+    "catalog.middleware.DrainRefusedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Whole cached pages before sessions, CSRF and auth (catalog/caching.py).
