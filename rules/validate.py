@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -213,18 +213,20 @@ def _conditions_parsed_once(rule: SigmaRule) -> Iterator[None]:
             tree = condition.parse(False)
         except Exception:  # noqa: BLE001 - the validators report it themselves
             continue
-        original = condition.parse
-        condition.parse = (  # type: ignore[method-assign]
-            lambda postprocess=True, tree=tree, original=original: (
-                original(postprocess) if postprocess else tree
-            )
-        )
+        condition.parse = _parse_once(condition.parse, tree)  # type: ignore[method-assign,assignment]
         patched.append(condition)
     try:
         yield
     finally:
         for condition in patched:
             del condition.parse
+
+
+def _parse_once(parse: Callable[[bool], Any], tree: Any) -> Callable[[bool], Any]:
+    def parsed(postprocess: bool = True) -> Any:
+        return parse(postprocess) if postprocess else tree
+
+    return parsed
 
 
 def _all_validators() -> list[tuple[str, SigmaRuleValidator]]:
@@ -259,9 +261,12 @@ def validate_rule(rule: SigmaRule, raw_yaml: str, source_path: str = "") -> list
     with _conditions_parsed_once(rule):
         for name, validator in _all_validators():
             try:
-                raised.extend((name, issue) for issue in validator.validate(rule))
+                issues = validator.validate(rule)
             except Exception as exc:  # noqa: BLE001 - third-party code on hostile input
                 raised.append((name, exc))
+                continue
+            if issues:  # rare: most validators find nothing in most rules
+                raised.extend((name, issue) for issue in issues)
     if not raised:
         return []
     # Most rules have no finding: the YAML node tree is only composed for those that do.

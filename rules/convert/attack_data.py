@@ -24,7 +24,10 @@ def needs_attack_data(output_format: str) -> bool:
 class _TechniqueNames(Mapping[str, str]):
     """ATT&CK technique names from the catalog's offline data.
 
-    Iteration covers top-level techniques only; lookups also resolve sub-techniques.
+    Iteration covers every current technique and sub-technique (the key set pySigma's
+    downloaded data has, and what ``rules.validate`` installs): pySigma's ATT&CK tag validator
+    takes its allowed tags from these keys, so a top-level-only set made every validator built
+    after a conversion flag each sub-technique tag. Lookups resolve any known id.
     """
 
     def __getitem__(self, key: str) -> str:
@@ -34,13 +37,7 @@ class _TechniqueNames(Mapping[str, str]):
         return found.name
 
     def _ids(self) -> list[str]:
-        return sorted(
-            {
-                t.id
-                for tactic in attack.tactics_in_matrix_order()
-                for t in attack.techniques_for_tactic(tactic.shortname)
-            }
-        )
+        return sorted({t.id for t in attack.current_techniques()})
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ids())

@@ -382,7 +382,7 @@ class Converter:
         # Values after the pipeline (convert_rule applied it to the rule in place).
         backslashes = (
             backslash_parts(string_values(sigma_rule))
-            if checks_backslashes(self.spec.language)
+            if checks_backslashes(self.spec.verifier, self.spec.language)
             else ()
         )
         checked, verdict = self.verify(outputs, names, backslashes)

@@ -12,7 +12,9 @@ EQL does not know, strings that never close). After conversion each query is che
   left in the query, no PPL wildcard outside quotes), :func:`lexical_problem`;
 * OpenSearch PPL also: the rule's string values that hold a backslash against the query
   (:func:`backslash_problem`): its backend filters every ``\\`` out of string values, so
-  ``C:\\Users\\`` becomes ``"%C:Users%"``, a query that parses but matches other text.
+  ``C:\\Users\\`` becomes ``"%C:Users%"``, a query that parses but matches other text;
+  SPL2, SentinelOne and NetWitness also: a value ending in a backslash must not escape its
+  closing quote (:func:`trailing_backslash_problem`).
 
 A check gives a :class:`Verdict`: ``problem`` is the parser's message when the query does not
 parse (after any fix), ``fixes`` names the fixes applied (the query then differs from what
@@ -418,20 +420,10 @@ def lexical_problem(query: str, dialect: Dialect) -> str | None:
 
 # --------------------------------------------------------------------------- lost backslashes
 
-BACKSLASH_LANGUAGES = frozenset({"ppl"})
-"""Languages whose backend drops the backslashes of string values (OpenSearch PPL's declares
-``filter_chars = "\\"``), so each query is compared with the rule's values
-(:func:`backslash_problem`).
 
-Not fixed, only marked invalid: a literal backslash in a PPL ``LIKE`` pattern goes through two
-unescaping layers (the string literal, then ``LIKE``'s own ``\\`` escape), and OpenSearch's
-``LIKE`` treated ``\\\\`` wrongly until opensearch-project/sql#5653 (2026-07), so which
-re-escaped form matches depends on the OpenSearch version the query runs on."""
-
-
-def checks_backslashes(language: str) -> bool:
-    """Whether the query is compared with the rule's backslash values in this language."""
-    return language in BACKSLASH_CHECKS
+def checks_backslashes(verifier: str, language: str) -> bool:
+    """Whether the query is compared with the rule's backslash values for this target."""
+    return backslash_check(verifier, language) is not None
 
 
 def backslash_parts(values: Iterable[SigmaString]) -> tuple[str, ...]:
@@ -459,9 +451,15 @@ def _enclosing_literal(query: str, start: int, end: int) -> str:
 def backslash_problem(query: str, parts: Iterable[str]) -> str | None:
     """The first value part whose backslashes the query lost, or None.
 
-    A part is lost when it is nowhere in the query while its text without backslashes is: an
-    escaped form (``\\\\``) contains the part itself, so a correctly escaped query passes. A
-    part found neither way (a pipeline rewrote it) says nothing either way and passes.
+    OpenSearch PPL's backend declares ``filter_chars = "\\"``: every backslash of a string
+    value is dropped. A part is lost when it is nowhere in the query while its text without
+    backslashes is: an escaped form (``\\\\``) contains the part itself, so a correctly escaped
+    query passes. A part found neither way (a pipeline rewrote it) says nothing and passes.
+
+    Not fixed, only marked invalid: a literal backslash in a PPL ``LIKE`` pattern goes through
+    two unescaping layers (the string literal, then ``LIKE``'s own ``\\`` escape), and
+    OpenSearch's ``LIKE`` treated ``\\\\`` wrongly until opensearch-project/sql#5653
+    (2026-07), so which re-escaped form matches depends on the server version.
     """
     for part in parts:
         if part in query:
@@ -481,7 +479,7 @@ def backslash_problem(query: str, parts: Iterable[str]) -> str | None:
 _AFTER_CLOSING_QUOTE = frozenset(" ),|")
 
 
-def trailing_backslash_problem(query: str, parts: Iterable[str]) -> str | None:
+def trailing_backslash_problem(query: str, parts: Iterable[str], quote: str = '"') -> str | None:
     """A value ending in a backslash written unescaped before its closing quote, or None.
 
     SPL2's backend writes backslashes as they are, so ``C:\\Windows\\`` becomes
@@ -495,12 +493,12 @@ def trailing_backslash_problem(query: str, parts: Iterable[str]) -> str | None:
     for part in parts:
         if not part.endswith("\\") or not part.strip("\\"):
             continue
-        start = query.find(part + '"')
+        start = query.find(part + quote)
         if start < 0:
             continue
-        quote = start + len(part)
-        run = quote - len(query[:quote].rstrip("\\"))
-        closing = quote + 1 == len(query) or query[quote + 1] in _AFTER_CLOSING_QUOTE
+        at = start + len(part)
+        run = at - len(query[:at].rstrip("\\"))
+        closing = at + 1 == len(query) or query[at + 1] in _AFTER_CLOSING_QUOTE
         if run % 2 and closing:
             return (
                 f"the string ending in {part} never closes: its last backslash escapes the "
@@ -509,11 +507,32 @@ def trailing_backslash_problem(query: str, parts: Iterable[str]) -> str | None:
     return None
 
 
-BACKSLASH_CHECKS: dict[str, Callable[[str, Iterable[str]], str | None]] = {
-    "ppl": backslash_problem,
-    "spl2": trailing_backslash_problem,
-}
-"""The languages whose queries are compared with the rule's backslash values, and how."""
+def backslash_check(
+    verifier: str, language: str
+) -> Callable[[str, Iterable[str]], str | None] | None:
+    """How a target's queries are compared with the rule's backslash values, if they are.
+
+    Lexically checked languages only (a real parser sees a string run on by itself): PPL for
+    lost backslashes, :data:`TRAILING_BACKSLASH_QUOTES` for values ending in a backslash.
+    """
+    if verifier != "lexical":
+        return None
+    if language in BACKSLASH_LANGUAGES:
+        return backslash_problem
+    quote = TRAILING_BACKSLASH_QUOTES.get(language)
+    if quote is None:
+        return None
+    return functools.partial(trailing_backslash_problem, quote=quote)
+
+
+TRAILING_BACKSLASH_QUOTES = {"spl2": '"', "s1ql": '"', "netwitness": "'"}
+"""Languages whose backend declares ``\\`` its escape character (``escape_char``) yet writes a
+value's trailing backslash as it is, with the backend's string quote. Other backends (Cortex
+XDR, LogPoint) declare no escape character, so whether ``\\"`` ends their strings is not known
+here; their lexical dialect still assumes ``\\`` escapes."""
+
+BACKSLASH_LANGUAGES = frozenset({"ppl"})
+"""Languages whose backend drops every backslash of a string value (:func:`backslash_problem`)."""
 
 
 # --------------------------------------------------------------------------- per target
@@ -648,15 +667,15 @@ def verify_outputs(
     ``placeholders`` are the names of the rule's ``|expand`` placeholders: a query that still
     holds one literally is invalid whatever the grammar says. ``backslashes`` are the rule's
     value parts with a backslash (:func:`backslash_parts`, for :func:`checks_backslashes`
-    languages): a query that lost them is invalid too.
+    targets): a query that lost them (PPL) or whose strings they break is invalid too.
     """
     outputs = tuple(outputs)
     check = _check_for(verifier, language, output_format)
     if check is None:
         return outputs, UNVERIFIED
     names = tuple(placeholders)
-    backslash_check = BACKSLASH_CHECKS.get(language)
-    lost = tuple(backslashes) if backslash_check is not None else ()
+    compare = backslash_check(check.verifier, language)
+    parts = tuple(backslashes) if compare is not None else ()
     checked: list[Any] = []
     fixes: list[str] = []
     problem: str | None = None
@@ -664,11 +683,11 @@ def verify_outputs(
         fixed, applied, found = check.run(output)
         checked.append(fixed)
         fixes += [f for f in applied if f not in fixes]
-        if found is None and (names or lost):
+        if found is None and (names or parts):
             text = json.dumps(fixed) if not isinstance(fixed, str) else fixed
             found = placeholder_problem(text, names)
-            if found is None and backslash_check is not None and lost:
-                found = backslash_check(text, lost)
+            if found is None and compare is not None and parts:
+                found = compare(text, parts)
         if problem is None and found is not None:
             problem = found
     return tuple(checked), Verdict(check.verifier, problem, tuple(fixes))

@@ -240,3 +240,24 @@ def test_an_unknown_validator_is_a_400_with_the_choices(client: Any, catalog: Pa
     answer = client.get("/api/rules/?check=atacktag").json()
     assert answer["parameter"] == "check"
     assert "attacktag" in answer["choices"] and "any" in answer["choices"]
+
+
+def test_rules_a_release_removes_leave_no_related_row(db: None, tmp_path: Path) -> None:
+    """Related rules are computed while the release is recorded; rules that release removes
+    lose their rows both ways, and the rest keep theirs."""
+    from catalog.releases import ReleaseSpec
+
+    def release(name: str, texts: dict[str, str]) -> None:
+        folder = factories.write_rule_files(tmp_path / name / "rules" / "windows", texts)
+        import_rules([str(folder)], release=ReleaseSpec(name=name))
+
+    other = rule(OTHER, "Whoami Other", related=None,
+                 extra=f"related:\n    - id: {A}\n      type: derived\n")  # fmt: skip
+    release("r2026-01-01", {"a.yml": rule(A, "Whoami Privileges"), "o.yml": other,
+                            "c.yml": rule(COPY, "Whoami Privileges Copy")})  # fmt: skip
+    assert RelatedRule.objects.filter(rule__rule_id=A, other__rule_id=COPY).exists()
+    release("r2026-02-01", {"a.yml": rule(A, "Whoami Privileges", level="high"), "o.yml": other})
+    assert not Rule.objects.filter(rule_id=COPY).exists()
+    assert not RelatedRule.objects.filter(other_sigma_id=COPY).exists()
+    kept = set(RelatedRule.objects.values_list("rule__rule_id", "other_sigma_id", "relation"))
+    assert {(A, OTHER, "similar"), (OTHER, A, "derived"), (A, OTHER, "derived")} <= kept

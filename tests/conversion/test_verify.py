@@ -217,12 +217,14 @@ def test_ppl_query_that_lost_a_values_backslashes_is_invalid() -> None:
     assert result.ok and '"%whoami.exe"' in result.query  # the backend dropped the backslash
     assert result.status == "invalid" and result.valid is False
     assert result.problem == 'backslashes lost: \\whoami.exe appears as "%whoami.exe"'
-    assert result.fixes == ()  # not re-escaped: not certain (see BACKSLASH_LANGUAGES)
+    assert result.fixes == ()  # not re-escaped: not certain (see verify.backslash_problem)
 
 
 def test_ppl_value_split_by_wildcards_names_the_lost_part() -> None:
     # Sigma's `\\*` is a backslash then a wildcard (`\*` alone would be a literal `*`)
-    text = ppl_rule("selection:\n    Image|contains: 'C:\\Users\\\\*\\AppData'\ncondition: selection")
+    text = ppl_rule(
+        "selection:\n    Image|contains: 'C:\\Users\\\\*\\AppData'\ncondition: selection"
+    )
     result = conv.convert(text, "open_search_ppl")
     assert result.status == "invalid"
     assert result.problem and result.problem.startswith("backslashes lost: C:\\Users\\ appears as")
@@ -268,7 +270,7 @@ def test_backslash_problem_edge_cases() -> None:
     assert verify.backslash_problem('LIKE(a, "%x")', ()) is None
 
 
-def test_backslashes_are_only_compared_for_ppl() -> None:
+def test_lost_backslashes_are_only_compared_for_ppl() -> None:
     for target in ("splunk", "splunk_spl2", "lucene"):
         result = conv.convert(PROCESS_YAML, target)
         assert result.ok and result.valid is True, (target, result.problem)
@@ -278,9 +280,7 @@ def test_backslashes_are_only_compared_for_ppl() -> None:
 
 
 def test_spl2_value_ending_in_a_backslash_is_invalid() -> None:
-    text = ppl_rule(
-        "selection:\n    CurrentDirectory: 'C:\\Windows\\'\ncondition: selection"
-    )
+    text = ppl_rule("selection:\n    CurrentDirectory: 'C:\\Windows\\'\ncondition: selection")
     result = conv.convert(text, "splunk_spl2")
     assert result.ok and 'CurrentDirectory="C:\\Windows\\"' in result.query
     assert result.status == "invalid" and "never closes" in (result.problem or "")
@@ -375,3 +375,37 @@ def test_ppl_queries_that_lost_backslashes_are_flagged_on_a_corpus_sample(
             # a query with no backslash left at all is valid only if the rule needs none
             assert not _backslash_string_values(text), path.name
     assert 0.40 < flagged / converted < 0.70, (flagged, converted)
+
+
+@pytest.mark.parametrize(
+    ("verifier", "language", "invalid"),
+    [
+        ("lexical", "s1ql", True),  # `\` escapes: the two strings pair their quotes up
+        ("lexical", "xql", False),  # the Cortex XDR backend declares no escape character
+        ("lexical", "kql", False),  # the Kusto backend's @"..." strings take no escapes
+        ("lexical", "sql", False),  # quotes are doubled, a backslash is a plain character
+        ("lucene", "lucene", False),  # a real parser is the judge there
+    ],
+)
+def test_trailing_backslash_check_follows_each_languages_escapes(
+    verifier: str, language: str, invalid: bool
+) -> None:
+    query = 'a IN ("c:\\a\\", "c:\\b\\")'
+    prefix = "@" if language == "kql" else ""
+    query = query.replace('("', f'({prefix}"').replace(', "', f', {prefix}"')
+    parts = ("c:\\a\\", "c:\\b\\")
+    assert verify.checks_backslashes(verifier, language) is invalid
+    _, verdict = verify.verify_outputs(verifier, language, "default", [query], (), parts)
+    if invalid:
+        assert verdict.problem and "c:\\a\\ never closes" in verdict.problem
+    else:
+        assert verdict.problem is None or "never closes" not in verdict.problem
+
+
+def test_netwitness_trailing_backslash_uses_its_single_quotes() -> None:
+    query = "a contains 'c:\\a\\','c:\\b\\'"
+    parts = ("c:\\a\\", "c:\\b\\")
+    _, verdict = verify.verify_outputs("lexical", "netwitness", "default", [query], (), parts)
+    assert verdict.problem and "c:\\a\\ never closes" in verdict.problem
+    escaped = "a contains 'c:\\\\a\\\\'"
+    assert verify.verify_outputs("lexical", "netwitness", "default", [escaped], (), parts)[1].valid

@@ -317,10 +317,32 @@ def test_deeply_nested_yaml_is_refused_not_a_crash():
 
 
 def test_engine_modules_never_import_django():
-    """Every module of the rules package imports in a fresh interpreter without Django."""
+    """Every module of the rules package imports in a fresh interpreter where Django cannot be
+    imported at all, and none tries to.
+
+    Django is blocked rather than merely looked for in ``sys.modules``: third-party packages
+    probe for it (diskcache, under pysigma-validators-sigmahq, imports ``django.core.cache``
+    when it can, and shrugs when it cannot). A rules module that needs Django fails to import
+    and is listed; one that merely tries is caught by the blocker's record."""
     script = textwrap.dedent(
         """
-        import importlib, pkgutil, sys
+        import importlib, importlib.abc, pkgutil, sys
+
+        class BlockDjango(importlib.abc.MetaPathFinder):
+            tried = []
+
+            def find_spec(self, name, path=None, target=None):
+                if name == "django" or name.startswith("django."):
+                    caller = sys._getframe(1)
+                    while caller and caller.f_globals.get("__name__", "").startswith("importlib"):
+                        caller = caller.f_back
+                    importer = caller.f_globals.get("__name__", "?") if caller else "?"
+                    self.tried.append(importer)
+                    raise ImportError(f"Django is blocked in this test ({name})")
+                return None
+
+        blocker = BlockDjango()
+        sys.meta_path.insert(0, blocker)
         import rules
         failed = []
         names = sorted(m.name for m in pkgutil.walk_packages(rules.__path__, "rules."))
@@ -331,6 +353,7 @@ def test_engine_modules_never_import_django():
                 failed.append(f"{name}: {type(exc).__name__}: {exc}")
         print("MODULES", len(names))
         print("DJANGO", sorted(m for m in sys.modules if m == "django" or m.startswith("django.")))
+        print("TRIED", sorted({t for t in blocker.tried if t.startswith("rules")}))
         print("FAILED", failed)
         """
     )
@@ -346,4 +369,5 @@ def test_engine_modules_never_import_django():
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert int(lines["MODULES"]) >= 5
     assert lines["DJANGO"] == "[]"
+    assert lines["TRIED"] == "[]"  # no rules module asked for Django
     assert lines["FAILED"] == "[]"

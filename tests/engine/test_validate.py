@@ -176,3 +176,43 @@ def test_corpus_totals_equal_pysigmas_own_run(corpus_rule_files: list[Path]) -> 
         if issues:
             theirs[name] = len(issues)
     assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        "CommandLine|contains:\n        - 'Whoami'\n        - 'whoami'\n        - 'WHOAMI'",
+        "CommandLine|contains|cased:\n        - 'Whoami'\n        - 'whoami'\n        - 'Whoami'",
+        "CommandLine|re:\n        - 'a.*'\n        - 'A.*'",
+        "CommandLine:\n        - 'x'\n        - 'y'",
+    ],
+)
+def test_duplicate_values_are_found_as_sigmahqs_own_check_finds_them(selection: str) -> None:
+    """rules.validate swaps in a faster duplicate-value check: the same issues, same order."""
+    text = good_rule(detection=f"selection:\n    {selection}\ncondition: selection")
+    ours = [
+        f.message for f in validate_text(text) if f.validator == "sigmahq_field_duplicate_value"
+    ]
+    rule = SigmaCollection.from_yaml(text).rules[0]
+    cls = sigmahq_validators["sigmahq_field_duplicate_value"]
+    theirs = SigmaValidator({cls}).validate_rules(iter([rule]))
+    assert len(ours) == len(theirs)
+    values = [i.value for i in theirs]  # type: ignore[attr-defined]
+    assert values == [m.rsplit("value=", 1)[1] for m in ours]
+
+
+def test_dangling_references_are_found_and_conditions_left_as_they_were() -> None:
+    """Both dangling checks share one parse of each condition, only while validating."""
+    from sigma.rule import SigmaRule
+
+    from rules.validate import validate_rule
+
+    text = good_rule(
+        detection="selection:\n    Image|endswith: '\\whoami.exe'\n"
+        "unused:\n    User: 'x'\ncondition: selection or 1 of missing_*"
+    )
+    rule = SigmaRule.from_yaml(text)
+    found = by_validator(validate_rule(rule, text))
+    assert "detection_name=unused" in found["dangling_detection"].message
+    assert "condition_name=missing_*" in found["dangling_condition"].message
+    assert all("parse" not in vars(c) for c in rule.detection.parsed_condition)
