@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from catalog.correlations import CatalogMeta, catalog_meta, catalog_resolver
 from catalog.models import ImportRun, Rule, RuleIndicator
 from catalog.queries.events import EventShape, event_filter, event_slug
 from catalog.sandbox import API_LIMITS, TIME_BUDGET_SECONDS, SandboxRun, run_sandbox
@@ -27,9 +28,18 @@ from catalog.services import current_fingerprint
 from catalog.templatetags.catalog_tags import rarity
 from rules import attack, taxonomy
 from rules.backtest import REGRESSION_DIR, RegressionSet, load_regression_set
+from rules.compile import CompiledRule
 from rules.convert import TARGETS, ConversionResult, Converter
+from rules.correlate import CorrelationRule
+from rules.correlate.convert import ConvertedCollection, convert_documents
+from rules.drafts import filter_backtest
+from rules.errors import RuleError
+from rules.evaluate import Evaluator
 from rules.evaluate.bounds import ResponseLimits
 from rules.events import Event
+from rules.filters import FilterIndex
+from rules.model import ParsedRule
+from rules.parse import parse_rule
 from rules.similarity import SimilarityIndex
 from rules.validate import Finding, validate_rule
 from rules.workbench import DraftAnalysis, analyse_draft
@@ -196,6 +206,11 @@ class WorkbenchReport:
     backtest_unavailable: bool = False
     """A backtest was asked for but the catalog's corpus has no ``regression_data``."""
     elapsed_ms: float = 0.0
+    catalog_refs: list[tuple[str, str, str]] = field(default_factory=list)
+    """(kind, id, title) of the catalog rules and correlations the draft's documents name."""
+    collection_conversions: list[ConvertedCollection] = field(default_factory=list)
+    """The whole draft (with the catalog rules it names) for the backends that convert
+    correlations and meta filters (``sigma convert`` of the same files)."""
 
     @property
     def ok(self) -> bool:
@@ -203,6 +218,7 @@ class WorkbenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         analysis, rule = self.analysis, self.analysis.rule
+        meta = analysis.meta is not None
         return {
             "parse": {
                 "ok": analysis.ok,
@@ -230,6 +246,23 @@ class WorkbenchReport:
             "conversions_skipped": [
                 {"target": c.target, "pipeline": c.pipeline} for c in self.conversions_skipped
             ],
+            "documents": [_document(d) for d in analysis.documents],
+            "correlation_rules": [
+                _correlation(c, analysis) for c in (analysis.meta.correlations if meta else [])
+            ],
+            "filters": [_filter(f, analysis) for f in (analysis.meta.filters if meta else [])],
+            "references": [
+                {"kind": kind, "id": ref_id, "title": title}
+                for kind, ref_id, title in self.catalog_refs
+            ],
+            "correlations": self.tests.correlations if self.tests is not None else [],
+            "filter_backtest": analysis.filter_backtest.to_dict()
+            if analysis.filter_backtest
+            else None,
+            "collection_conversions": [
+                {"target": c.target, "label": c.label, "queries": c.queries, "error": c.error}
+                for c in self.collection_conversions
+            ],
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
 
@@ -238,6 +271,37 @@ def draft_rarity(corpus: int | None) -> str:
     """The rule page's rarity, counting the draft among the rules that use an indicator:
     ``unique`` when no catalog rule does."""
     return rarity((corpus or 0) + 1)
+
+
+def _document(doc: Any) -> dict[str, Any]:
+    return {"kind": doc.kind, "line": doc.line, "title": doc.title}
+
+
+def _correlation(corr: CorrelationRule, analysis: Any) -> dict[str, Any]:
+    own = {r.id for r in analysis.rules} | {c.id for c in analysis.meta.correlations}
+    return {
+        "id": corr.id,
+        "title": corr.title,
+        "type": corr.type,
+        "timespan": corr.timespan,
+        "group_by": list(corr.group_by),
+        "condition": corr.condition_text,
+        "rules": [{"id": r, "in_draft": r in own} for r in corr.rules],
+        "line": analysis.meta.lines.get(corr.id),
+    }
+
+
+def _filter(flt: Any, analysis: Any) -> dict[str, Any]:
+    own = {r.id for r in analysis.rules}
+    return {
+        "id": flt.id,
+        "title": flt.title,
+        "logsource": "/".join(p for p in flt.logsource if p),
+        "condition": flt.condition,
+        "any_rule": flt.any_rule,
+        "rules": [{"id": r, "in_draft": r in own} for r in flt.rules],
+        "line": analysis.meta.lines.get(flt.id),
+    }
 
 
 def _catalog_rule(found: tuple[str, str] | None) -> dict[str, str] | None:
@@ -347,18 +411,20 @@ def run_workbench(
     lint: bool = True,
     limits: ResponseLimits = API_LIMITS,
     convert_budget: float | None = TIME_BUDGET_SECONDS,
+    timestamp_field: str | None = None,
 ) -> WorkbenchReport:
     """Analyse one draft: everything the page and the API show, in one pass."""
     started = time.perf_counter()
     fingerprint = current_fingerprint()  # once: every process-wide state is of this catalog
     index, pks = _index_state(fingerprint)
     samples = regression_set(fingerprint) if backtest else None
-    analysis = analyse_draft(text, index, regression=samples)
+    analysis = analyse_draft(text, index, regression=samples, resolve=_resolver(index))
     report = WorkbenchReport(analysis, backtest_unavailable=backtest and samples is None)
     rule = analysis.rule
-    if rule is not None:
+    if rule is not None and analysis.ok:
         if lint:
-            report.findings = validate_rule(rule.sigma, text, "")
+            # A later document's line numbers are the draft's: its text is padded to them.
+            report.findings = validate_rule(rule.sigma, analysis.text, "")
         report.coverage = attack.coverage_table(t.value for t in rule.attack_tags)
         selected = event_filter((p.field, p.kind, p.value) for p in analysis.indicators)
         ls = rule.logsource
@@ -366,20 +432,150 @@ def run_workbench(
         report.indicator_ids = _indicator_ids(analysis, pks)
         same_id = index.rules.get(rule.id)  # the index holds every catalog rule
         report.catalog_rule = (same_id.id, same_id.title) if same_id else None
-        if events and analysis.evaluator is not None:
-            # The draft alone, whatever the event's logsource: a test asks about its logic.
-            report.tests = run_sandbox(
-                events, all_rules=True, evaluator=analysis.evaluator, limits=limits
-            )
-        if targets:
+    if analysis.ok:
+        _meta_and_tests(report, events, samples, limits, timestamp_field)
+        if targets and rule is not None:
             chosen, later = list(targets), []
             if convert_budget is not None and len(analysis.indicators) > LARGE_DRAFT_INDICATORS:
                 # One IOC-list rule takes seconds per backend (Loki: 4 s for 1,000 values).
                 chosen, later = chosen[:1], chosen[1:]
-            report.conversions, skipped = convert_draft(text, chosen, convert_budget)
+            report.conversions, skipped = convert_draft(analysis.text, chosen, convert_budget)
             report.conversions_skipped = skipped + later
+        if targets and analysis.meta is not None:
+            report.collection_conversions = convert_documents(_collection(report))
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def _resolver(index: SimilarityIndex) -> Any:
+    """Catalog rule ids from the process-wide index (no query); names and correlations from
+    the database, once per reference."""
+    stored = catalog_resolver()
+    seen: dict[str, str | None] = {}
+
+    def resolve(reference: str) -> str | None:
+        if reference in index.rules:
+            return reference
+        if reference not in seen:
+            seen[reference] = stored(reference)
+        return seen[reference]
+
+    return resolve
+
+
+@dataclass(slots=True)
+class _EvaluationSet:
+    """What a draft's tests run: its rules plus the catalog rules and correlations it names."""
+
+    rules: list[ParsedRule]
+    correlations: list[CorrelationRule]
+    refs: list[tuple[str, str, str]]
+
+
+def _evaluation_set(analysis: DraftAnalysis) -> _EvaluationSet:
+    meta = analysis.meta
+    assert meta is not None
+    stored = {c.id: c for c in catalog_meta().correlations}
+    wanted_rules: dict[str, None] = {}
+    correlations: list[CorrelationRule] = []
+    refs: list[tuple[str, str, str]] = []
+    pending = list(meta.external)
+    seen: set[str] = set()
+    while pending:  # catalog correlations count their own rules (and chains) too
+        ref = pending.pop(0)
+        if ref in seen:
+            continue
+        seen.add(ref)
+        corr = stored.get(ref)
+        if corr is None:
+            wanted_rules[ref] = None
+            continue
+        correlations.append(corr)
+        refs.append(("correlation", corr.id, corr.title))
+        pending.extend(corr.rules)
+    own = {r.id for r in analysis.rules}
+    rules = []
+    rows = Rule.objects.filter(rule_id__in=[r for r in wanted_rules if r not in own])
+    for rule_id, title, raw in rows.values_list("rule_id", "title", "raw_yaml"):
+        try:
+            rules.append(parse_rule(raw, rule_id))
+        except RuleError:
+            continue  # it no longer parses: not evaluable, as in the sandbox
+        refs.append(("rule", rule_id, title))
+    return _EvaluationSet([*analysis.rules, *rules], correlations, refs)
+
+
+def _meta_and_tests(
+    report: WorkbenchReport,
+    events: Sequence[Event],
+    samples: RegressionSet | None,
+    limits: ResponseLimits,
+    timestamp_field: str | None,
+) -> None:
+    """Tests on pasted events: the draft's rules alone, whatever the event's logsource (a test
+    asks about its logic); with correlations and filters in the draft, the catalog rules they
+    name join the evaluation, filters suppress and correlations run over the matches."""
+    analysis = report.analysis
+    evaluator = analysis.evaluator
+    meta: CatalogMeta | None = None
+    if analysis.meta is not None:
+        chosen = _evaluation_set(analysis)
+        report.catalog_refs = chosen.refs
+        if len(chosen.rules) != len(analysis.rules):
+            evaluator = Evaluator(chosen.rules, prefilter=False)
+        meta = CatalogMeta(
+            correlations=[*analysis.meta.correlations, *chosen.correlations],
+            filters=FilterIndex(analysis.meta.filters),
+        )
+        if samples is not None and analysis.meta.filters and evaluator is not None:
+            compiled: dict[str, tuple[ParsedRule, CompiledRule]] = {}
+            for parsed in chosen.rules:
+                found = evaluator.rule(parsed.id)
+                if found is not None:
+                    compiled[parsed.id] = (parsed, found)
+            analysis.filter_backtest = filter_backtest(analysis.meta.filters, compiled, samples)
+    if events and evaluator is not None:
+        report.tests = run_sandbox(
+            events,
+            all_rules=True,
+            evaluator=evaluator,
+            limits=limits,
+            meta=meta,
+            timestamp_field=timestamp_field,
+        )
+        if meta is not None:
+            _mark_draft_items(report)
+
+
+def _mark_draft_items(report: WorkbenchReport) -> None:
+    """Correlation matches and filter suppressions say whether the draft wrote them: the
+    pages link only what the catalog has."""
+    tests, meta = report.tests, report.analysis.meta
+    assert tests is not None and meta is not None
+    own = {c.id for c in meta.correlations} | {f.id for f in meta.filters}
+    drafted = {r.id for r in report.analysis.rules}
+    for match in tests.correlations:
+        match["in_draft"] = match.get("id") in own
+    for entries in tests.filtered.values():
+        for entry in entries:
+            entry["in_draft"] = entry.get("rule_id") in drafted
+            for flt in entry.get("filters", []):
+                flt["in_draft"] = flt.get("id") in own
+
+
+def _collection(report: WorkbenchReport) -> list[str]:
+    """The draft's documents and the catalog rules it names, as one collection for pySigma."""
+    texts = [doc.text.strip() for doc in report.analysis.documents]
+    named = [ref_id for kind, ref_id, _ in report.catalog_refs if kind == "rule"]
+    texts.extend(Rule.objects.filter(rule_id__in=named).values_list("raw_yaml", flat=True))
+    stored = [ref_id for kind, ref_id, _ in report.catalog_refs if kind == "correlation"]
+    if stored:
+        from catalog.models import Correlation
+
+        texts.extend(
+            Correlation.objects.filter(correlation_id__in=stored).values_list("raw_yaml", flat=True)
+        )
+    return texts
 
 
 # ------------------------------------------------------------------------------------ tuning

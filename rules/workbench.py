@@ -12,7 +12,7 @@ import difflib
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,14 @@ import yaml
 from sigma.modifiers import modifier_mapping
 
 from rules.backtest import BacktestResult, RegressionSet, backtest
+from rules.drafts import (
+    DraftDocument,
+    DraftMeta,
+    FilterBacktest,
+    is_multi_document,
+    read_meta,
+    split_draft,
+)
 from rules.errors import (
     ConditionError,
     DetectionError,
@@ -29,7 +37,9 @@ from rules.errors import (
     YamlSyntaxError,
 )
 from rules.evaluate import Evaluator
+from rules.events import Event
 from rules.field_check import FieldCheck, FieldTaxonomy, check_fields
+from rules.filters import MetaFilter
 from rules.model import ParsedRule, Predicate
 from rules.parse import MAX_NODES, parse_rule
 from rules.similarity import Identity, Similar, SimilarityIndex, identities_of
@@ -334,7 +344,11 @@ class DraftPredicate:
 
 @dataclass(slots=True)
 class DraftAnalysis:
-    """Everything the engine says about one draft (``rule`` is None when it did not parse)."""
+    """Everything the engine says about one draft (``rule`` is None when it did not parse).
+
+    A draft of several documents (:mod:`rules.drafts`) has its first rule as ``rule``: the
+    sections (indicators, overlap, lint...) describe that one. ``rules`` holds every rule of
+    the draft, ``meta`` its correlations and filters."""
 
     text: str
     rule: ParsedRule | None
@@ -346,12 +360,25 @@ class DraftAnalysis:
     field_check: FieldCheck | None = None
     backtest: BacktestResult | None = None
     evaluator: Evaluator | None = field(default=None, repr=False)
-    """The draft compiled alone, for tests on pasted events."""
+    """The draft's rules compiled alone, for tests on pasted events."""
     elapsed_ms: float = 0.0
+    documents: list[DraftDocument] = field(default_factory=list)
+    """The draft's YAML documents (one for a plain rule)."""
+    rules: list[ParsedRule] = field(default_factory=list)
+    meta: DraftMeta | None = None
+    filter_backtest: FilterBacktest | None = None
+    """Set by the catalog side: draft filters over their rules' own regression samples."""
 
     @property
     def ok(self) -> bool:
-        return self.rule is not None and not self.errors
+        if self.errors:
+            return False
+        has_meta = self.meta is not None and bool(self.meta.correlations or self.meta.filters)
+        return self.rule is not None or has_meta
+
+    @property
+    def multi(self) -> bool:
+        return len(self.documents) > 1 or self.meta is not None
 
     @property
     def duplicate(self) -> Similar | None:
@@ -399,15 +426,26 @@ def analyse_draft(
     regression: RegressionSet | None = None,
     taxonomy: FieldTaxonomy | None = None,
     similar_limit: int = SIMILAR_LIMIT,
+    resolve: Callable[[str], str | None] | None = None,
 ) -> DraftAnalysis:
     """Parse, extract, compare with the catalog, check fields and (with ``regression``)
-    backtest one draft. A draft that does not parse returns its problem and nothing else."""
+    backtest one draft. A draft that does not parse returns its problem and nothing else.
+
+    A draft of several documents (rules, correlations, filters) is split first; its
+    correlations and filters name rules of the draft or, through ``resolve`` (reference ->
+    id, or None), of the catalog."""
     started = time.perf_counter()
-    rule, errors, source = parse_draft(text)
-    analysis = DraftAnalysis(text, rule, errors, source)
-    if rule is None:
+    if is_multi_document(text):
+        analysis = _analyse_documents(text, resolve)
+    else:
+        rule, errors, source = parse_draft(text)
+        analysis = DraftAnalysis(text, rule, errors, source)
+        analysis.rules = [rule] if rule is not None else []
+    rule = analysis.rule
+    if rule is None or analysis.errors:
         analysis.elapsed_ms = (time.perf_counter() - started) * 1000
         return analysis
+    source = analysis.source
     analysis.indicators = _predicates(list(rule.indicators), source, index)
     # An exclusion's identity is not an indicator's: the index counts indicators only.
     analysis.exclusions = _predicates(list(rule.exclusions), source, None)
@@ -420,11 +458,82 @@ def analyse_draft(
         title=rule.title,
     )
     analysis.field_check = check_fields(rule, taxonomy)
-    analysis.evaluator = Evaluator([rule], prefilter=False)
+    analysis.evaluator = Evaluator(analysis.rules, prefilter=False)
     if regression is not None:
         evaluator = analysis.evaluator
-        analysis.backtest = backtest(rule, regression, lambda ev: bool(evaluator.match_ids(ev)))
+        first = rule.id
+        # The draft's own filters are part of what it would deploy: they apply here too.
+        filters = _filters_for(analysis, rule)
+
+        def fires(event: Event) -> bool:
+            if first not in evaluator.match_ids(event):  # scoped to its logsource, as always
+                return False
+            return not any(f.suppresses(event) for f in filters)
+
+        analysis.backtest = backtest(rule, regression, fires)
     analysis.elapsed_ms = (time.perf_counter() - started) * 1000
+    return analysis
+
+
+def _filters_for(analysis: DraftAnalysis, rule: ParsedRule) -> list[MetaFilter]:
+    if analysis.meta is None:
+        return []
+    ls = rule.logsource
+    key = (ls.product or "", ls.category or "", ls.service or "")
+    return [f for f in analysis.meta.filters if f.applies_to(rule.id, key)]
+
+
+def _analyse_documents(text: str, resolve: Callable[[str], str | None] | None) -> DraftAnalysis:
+    """A draft of several documents: every rule parsed (problems at their draft lines), the
+    first one described; correlations and filters validated and resolved."""
+    try:
+        documents = split_draft(text)
+    except RuleError as error:
+        problem = ParseProblem(error.code, str(error), 1, 1, "split the draft into smaller ones")
+        return DraftAnalysis(text, None, [problem], SourceMap(""))
+    if not documents:
+        problem = ParseProblem(
+            "not-a-rule", "the draft holds no YAML document", 1, 1, "write a rule under '---'"
+        )
+        return DraftAnalysis(text, None, [problem], SourceMap(""))
+    errors: list[ParseProblem] = []
+    rules: list[ParsedRule] = []
+    first_source: SourceMap | None = None
+    first_text = text
+    for doc in documents:
+        if doc.kind != "rule":
+            continue
+        parsed, problems, source = parse_draft(doc.text)
+        errors.extend(problems)
+        if parsed is None:
+            continue
+        if any(r.id == parsed.id for r in rules):
+            errors.append(
+                ParseProblem(
+                    "duplicate-id",
+                    f"two rules of the draft have the id {parsed.id}",
+                    doc.line,
+                    1,
+                    "give each rule its own id",
+                )
+            )
+            continue
+        if first_source is None:
+            first_source, first_text = source, doc.text
+        rules.append(parsed)
+    meta = read_meta(documents, rules, resolve)
+    errors.extend(ParseProblem(p.code, p.message, p.line, 1, p.hint) for p in meta.problems)
+    analysis = DraftAnalysis(
+        first_text,
+        rules[0] if rules else None,
+        errors,
+        first_source or SourceMap(""),
+        documents=documents,
+        rules=rules,
+        meta=meta,
+    )
+    if analysis.rule is None and not errors:
+        analysis.evaluator = Evaluator([], prefilter=False)
     return analysis
 
 

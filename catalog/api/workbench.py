@@ -8,6 +8,7 @@ names the line and column, with the problems in ``parse.errors``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -162,10 +163,13 @@ class WorkbenchRequestSerializer(serializers.Serializer):
     text = JSONStringField(
         required=False, help_text="Events as text in any input shape (XML, JSON lines...)"
     )
+    # The sandbox's own field (same validation, same messages): correlations of the draft.
+    timestamp_field = copy.deepcopy(SandboxRequestSerializer._declared_fields["timestamp_field"])
     backtest = JSONBooleanField(
         required=False,
         default=False,
-        help_text="Run the draft over every regression sample of the catalog's corpus",
+        help_text="Run the draft over every regression sample of the catalog's corpus (and "
+        "each draft meta filter over its rules' own samples)",
         error_messages=_messages("'backtest' must be true or false", "invalid", "null"),
     )
     lint = JSONBooleanField(
@@ -235,6 +239,39 @@ _RESULT_SCHEMA = inline_serializer(
             help_text="A backtest was asked for but the corpus has no regression_data"
         ),
         "conversions": serializers.ListField(child=serializers.DictField()),
+        "documents": serializers.ListField(
+            child=serializers.DictField(), help_text="[{kind, line, title}]: the draft's documents"
+        ),
+        "correlation_rules": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="The draft's correlations: [{id, title, type, timespan, group_by, "
+            "condition, rules [{id, in_draft}], line}]",
+        ),
+        "filters": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="The draft's meta filters: [{id, title, logsource, condition, any_rule, "
+            "rules [{id, in_draft}], line}]",
+        ),
+        "references": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Catalog rules and correlations the draft names [{kind, id, title}]",
+        ),
+        "correlations": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Correlation matches over the test events [{id, title, type, group, "
+            "events, value, ...}] (also in tests.correlations)",
+        ),
+        "filter_backtest": serializers.DictField(
+            allow_null=True,
+            help_text="With backtest: each draft filter over its rules' own regression samples "
+            "(samples [{filter, rule_id, path, matched, kept, suppressed}], suppressed)",
+        ),
+        "collection_conversions": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="With targets, for a draft of several documents: the whole collection "
+            "for the backends that convert correlations and filters [{target, label, queries, "
+            "error}]",
+        ),
         "elapsed_ms": serializers.FloatField(),
     },
 )
@@ -295,6 +332,7 @@ class WorkbenchAPIView(APIView):
                     backtest=options["backtest"],
                     targets=options["targets"],
                     lint=options["lint"],
+                    timestamp_field=options.get("timestamp_field"),
                 )
         except Throttled as refusal:
             raise Busy(refusal) from None

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from catalog.models import Draft, Rule
+from catalog.models import Correlation, Draft, MetaFilter, Rule
 from catalog.sandbox import MAX_BODY_BYTES, MAX_EVENTS, PAGE_LIMITS, is_heavy
 from catalog.sandbox_views import _result_rows
 from catalog.throttling import Throttled, check_sandbox_rate, heavy_slot
@@ -35,11 +35,15 @@ from catalog.workbench import (
     run_workbench,
 )
 from rules.convert import PIPELINES, TARGETS, ConversionParameterError, resolve_options
+from rules.drafts import filter_from_event
 from rules.errors import EventInputError, RuleError
 from rules.events import Event, read_events
+from rules.parse import parse_rule
 from rules.workbench import add_exclusion
 
 MAX_DRAFTS = 200
+MAX_TIMESTAMP_FIELD = 200
+"""As ``POST /api/sandbox/`` limits ``timestamp_field``."""
 """Saved drafts per user; the oldest must be deleted before more are saved."""
 _FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -104,6 +108,19 @@ def _initial_text(request: HttpRequest, context: dict[str, Any]) -> str:
             context["opened"] = rule
             return rule.raw_yaml
         context["error"] = f"No catalog rule has the id {rule_id!r}; starting from the template."
+    for key, model, field in (
+        ("correlation", Correlation, "correlation_id"),
+        ("filter", MetaFilter, "filter_id"),
+    ):
+        wanted = (request.GET.get(key) or "").strip()[:200]
+        if not wanted:
+            continue
+        row = model.objects.filter(**{field: wanted}).only(field, "title", "raw_yaml").first()
+        if row is not None:
+            # The whole file it came from: a correlation's rules travel with it when they do.
+            context["opened_meta"] = {"kind": key, "row": row}
+            return str(row.raw_yaml)
+        context["error"] = f"No catalog {key} has the id {wanted!r}; starting from the template."
     return new_rule_template()
 
 
@@ -117,12 +134,18 @@ def _tuned(request: HttpRequest, context: dict[str, Any]) -> str | None:
         raise PageInputError(f"No catalog rule has the id {rule_id!r}")
     field = request.POST.get("exclude_field", "")[:200]
     value = request.POST.get("exclude_value", "")[:4096]
+    as_filter = request.POST.get("tune_as") == "filter"
     try:
-        text = add_exclusion(rule.raw_yaml, field, value)
+        if as_filter:
+            # A meta filter leaves the rule as it is: the draft is the filter document alone,
+            # naming the catalog rule, which the workbench evaluates with it.
+            text = filter_from_event(parse_rule(rule.raw_yaml, rule.rule_id), field, value)
+        else:
+            text = add_exclusion(rule.raw_yaml, field, value)
     except RuleError as exc:
         raise PageInputError(f"the rule cannot be tuned here: {exc}") from exc
     context["opened"] = rule
-    context["tune"] = {"field": field, "value": value}
+    context["tune"] = {"field": field, "value": value, "as_filter": as_filter}
     return text
 
 
@@ -153,13 +176,18 @@ def _targets(request: HttpRequest) -> list[TargetChoice]:
 
 def _tune_outcome(report: WorkbenchReport) -> dict[str, Any]:
     """For a tuned rule: does the excluded event (if one was posted) still match, and do the
-    rule's own regression samples?"""
+    rule's own regression samples? For a new meta filter, the samples are those of the rules
+    it applies to, with the filter (``kept``: sample events it lets through)."""
     backtest = report.analysis.backtest
     tests = report.tests
+    checks = report.analysis.filter_backtest
     return {
         "event_matches": any(r.matches for r in tests.results) if tests is not None else None,
+        "suppressed": sum(len(v) for v in tests.filtered.values()) if tests is not None else 0,
         "own": list(backtest.own) if backtest else [],
         "own_matching": sum(1 for hit in backtest.own if hit.matched) if backtest else 0,
+        "filter_checks": list(checks.checks) if checks else [],
+        "filter_checks_kept": sum(1 for c in checks.checks if c.kept) if checks else 0,
     }
 
 
@@ -176,6 +204,44 @@ def _results_context(report: WorkbenchReport, tuned: bool = False) -> dict[str, 
         "rows": _result_rows(report.tests) if report.tests is not None else [],
         "tune_outcome": _tune_outcome(report) if tuned else None,
         "in_workbench": True,
+        "draft_rule_ids": {r.id for r in report.analysis.rules},
+        "run": report.tests,
+        "meta_rows": _meta_rows(report) if report.analysis.meta is not None else None,
+    }
+
+
+def _named(report: WorkbenchReport) -> Any:
+    """Reference id -> (label, link or "", note) for what a draft's documents name."""
+    analysis = report.analysis
+    assert analysis.meta is not None
+    table: dict[str, tuple[str, str, str]] = {}
+    for rule in analysis.rules:
+        table[rule.id] = (rule.title, "", "the draft")
+    for corr in analysis.meta.correlations:
+        table[corr.id] = (corr.title, "", "a correlation of the draft")
+    for kind, ref_id, title in report.catalog_refs:
+        name = "catalog:rule-detail" if kind == "rule" else "catalog:correlation-detail"
+        table[ref_id] = (title, reverse(name, args=[ref_id]), "" if kind == "rule" else kind)
+
+    def refs(ids: Any) -> list[dict[str, str]]:
+        return [
+            dict(zip(("label", "url", "note"), table.get(i, (i, "", "")), strict=True), id=i)
+            for i in ids
+        ]
+
+    return refs
+
+
+def _meta_rows(report: WorkbenchReport) -> dict[str, Any]:
+    """The draft's correlations and filters with what each names, linked when the catalog has
+    it (the template does no lookups)."""
+    meta = report.analysis.meta
+    assert meta is not None
+    refs = _named(report)
+    return {
+        "correlations": [{"item": c, "refs": refs(c.rules)} for c in meta.correlations],
+        "filters": [{"item": f, "refs": refs(f.rules)} for f in meta.filters],
+        "catalog": refs([ref_id for _, ref_id, _ in report.catalog_refs]),
     }
 
 
@@ -210,6 +276,7 @@ def workbench_page(request: HttpRequest) -> HttpResponse:
             text = tuned if tuned is not None else request.POST.get("rule", "")
             events_text = request.POST.get("events", "")
             context["backtest"] = tuned is not None or request.POST.get("backtest") == "on"
+            context["timestamp_field"] = request.POST.get("timestamp_field", "").strip()
             live = request.POST.get("live") == "1"
             targets = [] if live else _targets(request)
             context["converted"] = not live
@@ -227,6 +294,11 @@ def workbench_page(request: HttpRequest) -> HttpResponse:
         if not text.strip():
             raise PageInputError("the draft is empty: write a rule or open one from the catalog")
         events = _events(events_text, context["kind"])
+        timestamp_field = context.get("timestamp_field") or None
+        if timestamp_field is not None and len(timestamp_field) > MAX_TIMESTAMP_FIELD:
+            raise PageInputError(
+                f"the timestamp field is limited to {MAX_TIMESTAMP_FIELD} characters"
+            )
         with heavy_slot(request, "sandbox") if is_heavy(events) else nullcontext():
             report = run_workbench(
                 text,
@@ -235,6 +307,7 @@ def workbench_page(request: HttpRequest) -> HttpResponse:
                 targets=targets,
                 limits=PAGE_LIMITS,
                 convert_budget=PAGE_CONVERT_SECONDS,
+                timestamp_field=timestamp_field,
             )
         context.update(_results_context(report, tuned="tune" in context))
         if not report.ok:
