@@ -62,7 +62,8 @@ __all__ = [
     "write_meta_documents",
 ]
 
-_DOCUMENT_SEPARATOR = re.compile(r"(?m)^---[ \t]*(?:#.*)?$")
+# CRLF too: files written on Windows end lines with "\r\n" ("$" does not match before "\r").
+_DOCUMENT_SEPARATOR = re.compile(r"(?m)^---[ \t]*(?:#[^\r\n]*)?\r?$")
 _META_HINT = re.compile(rb"(?m)^(correlation|filter):|^---")
 _DECLARES_META = re.compile(rb"(?m)^(correlation|filter):")
 MAX_DOCUMENTS = 100
@@ -233,7 +234,9 @@ class _Resolver:
         """A rule whose document says ``name: <name>``. Names are not a column: rows whose
         text holds the name are narrowed by a line pattern, then their YAML is read to be sure."""
         if name not in self._names:
-            line = re.compile(rf"(?m)^name:[ \t]*['\"]?{re.escape(name)}['\"]?[ \t]*(#.*)?$")
+            line = re.compile(
+                rf"(?m)^name:[ \t]*['\"]?{re.escape(name)}['\"]?[ \t]*(#[^\r\n]*)?\r?$"
+            )
             found = None
             rows = Rule.objects.filter(raw_yaml__contains=name).values_list("rule_id", "raw_yaml")
             for rule_id, raw in rows.iterator():

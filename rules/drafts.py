@@ -51,7 +51,8 @@ __all__ = [
 
 MAX_DRAFT_DOCUMENTS = 20
 """Documents one draft may hold: a correlation chain with its rules and filters fits easily."""
-_SEPARATOR = re.compile(r"(?m)^---[ \t]*(?:#.*)?$")
+# CRLF too: a browser's textarea and Windows editors end lines with "\r\n".
+_SEPARATOR = re.compile(r"(?m)^---[ \t]*(?:#[^\r\n]*)?\r?$")
 _META_KEY = re.compile(r"(?m)^(?:correlation|filter)[ \t]*:")
 
 
@@ -123,7 +124,7 @@ def _document(padded: str) -> DraftDocument:
     try:
         loaded = load_document(padded)
     except RuleError:
-        return DraftDocument("rule", padded, line, loaded)
+        return DraftDocument("rule", padded, line)
     if is_correlation(loaded):
         return DraftDocument("correlation", padded, line, loaded)
     if is_filter(loaded):
@@ -354,8 +355,23 @@ def filter_backtest(
 # ----------------------------------------------------------------------- a filter from an event
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60] or "rule"
+def _slug(text: str, limit: int = 60) -> str:
+    """``text`` as a lower-case identifier, cut at a word boundary within ``limit``."""
+    words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
+    out = ""
+    for word in words:
+        longer = f"{out}_{word}" if out else word
+        if len(longer) > limit:
+            break
+        out = longer
+    return out or (words[0][:limit] if words else "rule")
+
+
+class _SigmaDumper(yaml.SafeDumper):
+    """SigmaHQ's layout: four-space indents, list items indented under their key."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def filter_from_event(rule: ParsedRule, field_name: str, value: str) -> str:
@@ -387,5 +403,7 @@ def filter_from_event(rule: ParsedRule, field_name: str, value: str) -> str:
             "condition": "not selection",
         },
     }
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1000)
+    text = yaml.dump(
+        document, Dumper=_SigmaDumper, sort_keys=False, allow_unicode=True, width=1000, indent=4
+    )
     return str(text)

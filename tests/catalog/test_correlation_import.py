@@ -106,6 +106,19 @@ def test_references_resolve_by_id_and_by_name_across_files(tmp_path: Path) -> No
 
 
 @pytest.mark.django_db
+def test_a_file_with_windows_line_endings_imports_its_documents(tmp_path: Path) -> None:
+    # "$" does not match before "\r": the separator must still split a CRLF file.
+    text = base_rule() + "---\n" + correlation_text("[base_rule]")
+    folder = tmp_path / "crlf"
+    folder.mkdir()
+    (folder / "mr_crlf.yml").write_bytes(text.replace("\n", "\r\n").encode())
+    report = import_rules([str(folder)])
+    assert report.errors == []
+    assert Rule.objects.filter(rule_id=BASE_ID).exists()
+    assert Correlation.objects.filter(correlation_id=CORR_ID).exists()
+
+
+@pytest.mark.django_db
 def test_unresolved_reference_is_a_clear_error(tmp_path: Path) -> None:
     folder = write_rule_files(tmp_path, {"mr_bad.yml": correlation_text("[no_such_rule, other]")})
     report = import_rules([str(folder)])

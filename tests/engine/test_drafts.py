@@ -221,3 +221,12 @@ def test_a_filter_from_an_event_suppresses_exactly_that_value(value: str) -> Non
     # The draft the workbench opens is the filter alone, and it analyses cleanly.
     analysis = analyse_draft(text, SimilarityIndex(), resolve=lambda ref: ref)
     assert analysis.ok, analysis.errors
+
+
+def test_a_draft_with_windows_line_endings_splits_the_same() -> None:
+    text = rule() + "---\n" + correlation() + "--- # end\n" + a_filter()
+    crlf = split_draft(text.replace("\n", "\r\n"))
+    assert [(d.kind, d.line, d.title) for d in crlf] == [
+        (d.kind, d.line, d.title) for d in split_draft(text)
+    ]
+    assert [d.kind for d in crlf] == ["rule", "correlation", "filter"]
