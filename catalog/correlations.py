@@ -20,7 +20,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,6 @@ __all__ = [
     "filter_context",
     "apply_meta",
     "catalog_meta",
-    "catalog_resolver",
     "meta_fingerprint",
     "rule_meta",
     "split_sources",
@@ -251,12 +250,6 @@ class _Resolver:
                     break
             self._names[name] = found
         return self._names[name]
-
-
-def catalog_resolver() -> Callable[[str], str | None]:
-    """Reference (id or ``name``) -> the id of a catalog rule or correlation, or None: what the
-    workbench's drafts resolve against once their own documents are tried."""
-    return _Resolver(())
 
 
 def _write_correlation(item: MetaDocument, resolve: _Resolver, report: ImportReport) -> str:

@@ -11,17 +11,18 @@ changes, like the sandbox's evaluator), lint (:mod:`rules.validate`), tests on p
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from catalog.correlations import CatalogMeta, catalog_meta, catalog_resolver
-from catalog.models import ImportRun, Rule, RuleIndicator
+from catalog.correlations import CatalogMeta, catalog_meta
+from catalog.models import Correlation, ImportRun, Rule, RuleIndicator
 from catalog.queries.events import EventShape, event_filter, event_slug
 from catalog.sandbox import API_LIMITS, TIME_BUDGET_SECONDS, SandboxRun, run_sandbox
 from catalog.services import current_fingerprint
@@ -418,7 +419,7 @@ def run_workbench(
     fingerprint = current_fingerprint()  # once: every process-wide state is of this catalog
     index, pks = _index_state(fingerprint)
     samples = regression_set(fingerprint) if backtest else None
-    analysis = analyse_draft(text, index, regression=samples, resolve=_resolver(index))
+    analysis = analyse_draft(text, index, regression=samples, resolve=_resolver(index, fingerprint))
     report = WorkbenchReport(analysis, backtest_unavailable=backtest and samples is None)
     rule = analysis.rule
     if rule is not None and analysis.ok:
@@ -447,18 +448,33 @@ def run_workbench(
     return report
 
 
-def _resolver(index: SimilarityIndex) -> Any:
-    """Catalog rule ids from the process-wide index (no query); names and correlations from
-    the database, once per reference."""
-    stored = catalog_resolver()
-    seen: dict[str, str | None] = {}
+_NAME_LINE = re.compile(r"(?m)^name:[ \t]*['\"]?([^'\"\r\n#]+?)['\"]?[ \t]*(?:#[^\r\n]*)?\r?$")
+
+
+def _build_names() -> dict[str, str]:
+    """Reference -> id for what a draft may name besides a rule id: rule ``name``s (a
+    top-level ``name:`` line; not a column), correlation ids and names. Once per catalog
+    state, so that resolving a draft's references costs no query each."""
+    names: dict[str, str] = {}
+    rows = Rule.objects.filter(raw_yaml__contains="name:").values_list("rule_id", "raw_yaml")
+    for rule_id, raw in rows.iterator(chunk_size=500):
+        found = _NAME_LINE.search(raw)
+        if found:
+            names.setdefault(found.group(1).strip(), rule_id)
+    for corr_id, name in Correlation.objects.values_list("correlation_id", "name"):
+        names[corr_id] = corr_id
+        if name:
+            names.setdefault(name, corr_id)
+    return names
+
+
+def _resolver(index: SimilarityIndex, fingerprint: str) -> Callable[[str], str | None]:
+    """A draft's reference (id or name) -> a catalog rule or correlation id, or None: rule ids
+    from the process-wide index, the rest from the names built once per catalog state."""
+    names: dict[str, str] = _cached("names", fingerprint, _build_names)
 
     def resolve(reference: str) -> str | None:
-        if reference in index.rules:
-            return reference
-        if reference not in seen:
-            seen[reference] = stored(reference)
-        return seen[reference]
+        return reference if reference in index.rules else names.get(reference)
 
     return resolve
 
@@ -523,9 +539,13 @@ def _meta_and_tests(
         report.catalog_refs = chosen.refs
         if len(chosen.rules) != len(analysis.rules):
             evaluator = Evaluator(chosen.rules, prefilter=False)
+        # As deployed into the catalog: the catalog's filters apply too, except those the
+        # draft rewrites (same id); a filter only touches the rules it names.
+        rewritten = {f.id for f in analysis.meta.filters}
+        stored = [f for f in catalog_meta().filters.filters if f.id not in rewritten]
         meta = CatalogMeta(
             correlations=[*analysis.meta.correlations, *chosen.correlations],
-            filters=FilterIndex(analysis.meta.filters),
+            filters=FilterIndex([*analysis.meta.filters, *stored]),
         )
         if samples is not None and analysis.meta.filters and evaluator is not None:
             compiled: dict[str, tuple[ParsedRule, CompiledRule]] = {}
@@ -570,8 +590,6 @@ def _collection(report: WorkbenchReport) -> list[str]:
     texts.extend(Rule.objects.filter(rule_id__in=named).values_list("raw_yaml", flat=True))
     stored = [ref_id for kind, ref_id, _ in report.catalog_refs if kind == "correlation"]
     if stored:
-        from catalog.models import Correlation
-
         texts.extend(
             Correlation.objects.filter(correlation_id__in=stored).values_list("raw_yaml", flat=True)
         )
