@@ -194,6 +194,36 @@ def _forget_local_pages(**kwargs: Any) -> None:
     LOCAL_PAGES.clear()
 
 
+RENDER_LOCK_SECONDS = 10
+"""How long a render holds its page's lock at most (a crashed worker's lock expires)."""
+RENDER_WAIT_SECONDS = 2.0
+"""How long a request waits for another's render of the same page before rendering itself."""
+_POLL_SECONDS = 0.01
+
+
+def _lookup(key: str) -> Any:
+    hit = LOCAL_PAGES.get(key)
+    if hit is None:
+        hit = cache.get(key)
+        if hit is not None:
+            LOCAL_PAGES.put(key, hit, len(hit[0]))
+    return hit
+
+
+def _wait_for(key: str, lock: str) -> Any:
+    """The entry another request is rendering, once it is stored; None when that render ends
+    without one (an error page is not stored) or takes longer than RENDER_WAIT_SECONDS."""
+    deadline = time.monotonic() + RENDER_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(_POLL_SECONDS)
+        hit = _lookup(key)
+        if hit is not None:
+            return hit
+        if cache.get(lock) is None:
+            return _lookup(key)  # stored just before the lock went, or not at all
+    return None
+
+
 class PageCacheMiddleware:
     """Serve pages marked with :func:`fingerprint_cached` from the cache, ahead of sessions,
     CSRF, authentication and the view (placed right after whitenoise).
@@ -227,14 +257,25 @@ class PageCacheMiddleware:
             pinned_fingerprint.reset(token)
 
     def _serve(self, request: HttpRequest, key: str) -> HttpResponse:
-        hit = LOCAL_PAGES.get(key)
+        hit = _lookup(key)
         if hit is None:
-            hit = cache.get(key)
-            if hit is not None:
-                LOCAL_PAGES.put(key, hit, len(hit[0]))
-        if hit is not None:
-            content, headers = hit
-            return HttpResponse(content, headers=headers)
+            # One render per page and catalog state: after an import every page misses at
+            # once, and without this each concurrent request (on every node) renders the same
+            # page. The others wait for its entry, briefly; past that they render too.
+            lock = key + ":rendering"
+            if not cache.add(lock, 1, RENDER_LOCK_SECONDS):
+                hit = _wait_for(key, lock)
+                if hit is None:
+                    return self._render(request, key)
+            else:
+                try:
+                    return self._render(request, key)
+                finally:
+                    cache.delete(lock)
+        content, headers = hit
+        return HttpResponse(content, headers=headers)
+
+    def _render(self, request: HttpRequest, key: str) -> HttpResponse:
         response = self.get_response(request)
         if response.status_code == 200 and not response.streaming and not response.cookies:
             headers = {k: v for k, v in response.items() if k.lower() not in _UNCACHED_HEADERS}

@@ -193,3 +193,60 @@ def test_new_code_does_not_serve_pages_cached_by_the_old_code(
     monkeypatch.setattr(caching, "code_version", lambda: "a-new-deploy")
     assert client.get(f"/rules/{rule_id}/").status_code == 200
     assert cache_entries() > entries  # new code: the page was rendered and cached anew
+
+
+def _slow_page(calls: list[int], status: int = 200, delay: float = 0.3) -> Any:
+    import time as _time
+
+    from django.http import HttpResponse
+
+    def get_response(request: Any) -> Any:
+        calls.append(1)
+        _time.sleep(delay)
+        return HttpResponse(b"rendered", status=status)
+
+    return get_response
+
+
+def _concurrently(middleware: Any, key: str, n: int = 6) -> list[Any]:
+    import threading
+
+    from django.test import RequestFactory
+
+    answers: list[Any] = []
+    factory = RequestFactory()
+
+    def one() -> None:
+        answers.append(middleware._serve(factory.get("/rules/"), key))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_concurrent_misses_of_one_page_render_it_once() -> None:
+    from catalog.caching import PageCacheMiddleware
+
+    cache.clear()
+    calls: list[int] = []
+    middleware = PageCacheMiddleware(_slow_page(calls))
+    answers = _concurrently(middleware, "page:test:dogpile")
+    assert len(calls) == 1  # without the render lock: one render per request (6)
+    assert [a.status_code for a in answers] == [200] * 6
+    assert {a.content for a in answers} == {b"rendered"}
+    assert cache.get("page:test:dogpile:rendering") is None  # the lock is released
+
+
+def test_a_render_that_stores_nothing_lets_the_waiters_render() -> None:
+    from catalog.caching import PageCacheMiddleware
+
+    cache.clear()
+    calls: list[int] = []
+    middleware = PageCacheMiddleware(_slow_page(calls, status=503, delay=0.1))
+    answers = _concurrently(middleware, "page:test:dogpile-503", n=3)
+    # The first render's 503 is not stored: the others do not wait the full 2 s for it.
+    assert len(calls) == 3
+    assert [a.status_code for a in answers] == [503] * 3
