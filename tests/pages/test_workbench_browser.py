@@ -140,3 +140,63 @@ def test_tune_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> N
     shot(page, "workbench-05-tuned")
     assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
     page.context.close()
+
+
+def test_a_meta_filter_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> None:  # noqa: F811
+    rule_id = str(uuid.uuid4())
+    detection = "selection:\n    Image|endswith: '\\whoami.exe'\ncondition: selection"
+    text = rule_yaml(
+        title="Whoami run", id=rule_id, logsource=WINDOWS_PROCESS_CREATION, detection=detection
+    )
+    import_rules([str(write_rule_files(tmp_path, {"whoami.yml": text}))], trigger="test")
+    event = {
+        "Channel": "Microsoft-Windows-Sysmon/Operational",
+        "EventID": 1,
+        "Image": "C:\\Windows\\System32\\whoami.exe",
+    }
+    page, errors = new_page(browser)
+    page.goto(f"{site}/sandbox/")
+    page.fill("#sandbox-text", json.dumps(event))
+    page.get_by_role("button", name="Evaluate").click()
+    match = page.locator(".sandbox-match", has_text="Whoami run")
+    match.get_by_role("button", name="As a meta filter…").first.click()
+    page.wait_for_url(re.compile(r"/workbench/"))
+    editor = page.locator("#workbench-rule")
+    sync_api.expect(editor).to_have_value(re.compile(r"^title: Suppress Whoami run[\s\S]*filter:"))
+    assert rule_id in editor.input_value()  # the filter names the rule; the rule is not copied
+    assert "detection:" not in editor.input_value()
+    sync_api.expect(page.locator(".workbench-tune")).to_contain_text("suppressed by the filter")
+    results = page.locator("#workbench-results")
+    sync_api.expect(results.locator(".workbench-filters")).to_contain_text("Whoami run")
+    sync_api.expect(results.locator(".sandbox-correlations")).to_contain_text(
+        "suppressed by filter"
+    )
+    shot(page, "workbench-06-meta-filter")
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+    page.context.close()
+
+
+def test_a_catalog_correlation_opens_with_its_rules_and_runs_on_events(
+    browser: Any,  # noqa: F811
+    site: str,
+) -> None:
+    from tests.conftest import EXAMPLES
+
+    import_rules([str(EXAMPLES / "correlations")], trigger="test")
+    events = (EXAMPLES / "correlations" / "events.jsonl").read_text()
+    page, errors = new_page(browser)
+    page.goto(f"{site}/correlations/")
+    page.get_by_role("link", name="Repeated Bad Password Logons for One Account").first.click()
+    page.get_by_role("link", name="Open in workbench").click()
+    page.wait_for_url(re.compile(r"/workbench/\?correlation="))
+    page.fill("#workbench-events", events)
+    page.get_by_role("button", name="Analyse").click()
+    results = page.locator("#workbench-results")
+    documents = results.locator(".workbench-document-list")
+    sync_api.expect(documents).to_contain_text("Successful Logon After Repeated Bad Passwords")
+    found = results.locator(".sandbox-correlations")
+    sync_api.expect(found).to_contain_text("TargetUserName=alice")
+    sync_api.expect(found).to_contain_text("(the draft)")
+    shot(page, "workbench-07-correlation")
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+    page.context.close()
