@@ -33,7 +33,9 @@ NEAR_MISS_MAX_CHARS = 128 * 1024
 """Events with more text than this are not searched for near misses (the costly part)."""
 """An input of more than one event or this much text is heavy: it takes one of the client's
 and the process's heavy slots (catalog.throttling.heavy_slot)."""
-LARGE_INPUT_HINT = "upload larger files (.jsonl, .evtx) as a background job from the /sandbox/ page"
+LARGE_INPUT_HINT = (
+    "upload larger files (.jsonl, .evtx, .xml) as a background job from the /sandbox/ page"
+)
 
 
 def is_heavy(events: Sequence[Event]) -> bool:

@@ -10,7 +10,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from rest_framework.exceptions import ValidationError
 
+from catalog.api.jobs import checked_timestamp_field, sandbox_job_options
 from catalog.jobs.models import Job
 from catalog.jobs.sandbox import is_job_upload
 from catalog.jobs.services import create_job, sandbox_job_max_bytes
@@ -99,16 +101,22 @@ def sandbox_page(request: HttpRequest) -> HttpResponse:
 
 
 def _start_job(request: HttpRequest, upload: Any, context: dict[str, Any]) -> HttpResponse:
-    """A large .evtx/.jsonl upload runs as a background job: 303 to its progress page."""
+    """A large .evtx/.jsonl/.xml upload runs as a background job: 303 to its progress page."""
     limit = sandbox_job_max_bytes()
     if upload.size > limit:
         context["error"] = f"the file is {upload.size:,} bytes; the limit is {limit:,}"
         return render(request, "sandbox/sandbox.html", context, status=413)
+    timestamp_field = request.POST.get("timestamp_field", "").strip()  # "": detected
+    try:
+        timestamp_field = checked_timestamp_field(timestamp_field) if timestamp_field else ""
+    except ValidationError as exc:
+        context["error"] = " ".join(str(message) for message in exc.detail)
+        return render(request, "sandbox/sandbox.html", context, status=400)
     job = create_job(
         Job.Kind.SANDBOX,
         upload,
         user=request.user,
-        options={"all_rules": context["all_rules"]},
+        options=sandbox_job_options(context["all_rules"], timestamp_field),
     )
     return HttpResponseRedirect(reverse("jobs:job-detail", args=[job.pk]), status=303)
 

@@ -20,28 +20,30 @@ integer becomes a number, as evtx_dump types its integer values; matching is the
 way (numbers compare as text with strings), this keeps explanations identical.
 
 XML is parsed with ``defusedxml`` (no DTD, no entity declarations, no external references),
-within :data:`MAX_XML_CHARS` and :data:`MAX_XML_DEPTH`.
+within :data:`MAX_XML_CHARS` and :data:`MAX_XML_DEPTH`; :func:`iter_xml_events` reads a file
+of any size incrementally, holding one event at a time (:data:`MAX_XML_EVENT_CHARS`).
 """
 
 from __future__ import annotations
 
-import io
+import codecs
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from rules.errors import EmptyInputError, EventInputError, EventShapeError
+from rules.errors import EmptyInputError, EventInputError, EventShapeError, InputEncodingError
 from rules.events import Event, flatten_evtx, is_evtx_shape
 
 __all__ = [
     "MAX_XML_CHARS",
     "MAX_XML_DEPTH",
+    "MAX_XML_EVENT_CHARS",
     "SHAPES",
     "SHAPE_LABELS",
     "ShapeReading",
@@ -49,7 +51,9 @@ __all__ = [
     "detect_time_field",
     "event_time",
     "events_from_mappings",
+    "iter_xml_events",
     "looks_like_xml",
+    "looks_like_xml_bytes",
     "normalise_records",
     "parse_xml_events",
 ]
@@ -69,6 +73,8 @@ SHAPES: Final = tuple(SHAPE_LABELS)
 MAX_XML_CHARS: Final = 64 * 1024 * 1024
 MAX_XML_DEPTH: Final = 32
 """An event is about six elements deep; deeper XML is not an event log."""
+MAX_XML_EVENT_CHARS: Final = 2 * 1024 * 1024
+"""Longest event (or text between two events) :func:`iter_xml_events` reads from a file."""
 TIME_FIELD: Final = "TimeCreated_SystemTime"
 
 # Hayabusa abbreviates channels (rules/config/channel_abbreviations.txt); the common ones back.
@@ -521,34 +527,195 @@ def parse_xml_events(text: str, *, max_events: int | None = None) -> list[Event]
             f"XML input is {len(text):,} characters; the limit is {MAX_XML_CHARS:,}"
         )
     if _DTD.search(text):
-        raise EventShapeError("XML with a DTD or entity declarations (<!DOCTYPE>) is refused")
-    body = _DECLARATION.sub("", text.lstrip("\ufeff"))
-    # Concatenated events have no root: wrap them (the extra line is taken off positions).
-    source = io.StringIO("<Events>\n" + body + "\n</Events>")
+        raise EventShapeError(_DTD_REFUSED)
     events: list[Event] = []
+    for event in _xml_events(_XmlSource(iter([text.lstrip("\ufeff")]))):
+        events.append(event)
+        if max_events is not None and len(events) > max_events:
+            raise EventInputError(f"more than {max_events} events", record=len(events) - 1)
+    if not events:
+        raise EmptyInputError("no <Event> element in the XML", line=1, column=1)
+    return events
+
+
+def iter_xml_events(
+    stream: BinaryIO, *, max_event_chars: int = MAX_XML_EVENT_CHARS
+) -> Iterator[Event]:
+    """Events from a Windows event XML file of any size, read incrementally: the shapes and
+    refusals of :func:`parse_xml_events` (DTDs, entity declarations, nesting), with memory
+    bounded by the largest event instead of the file. Each ``<Event>`` is dropped from the
+    tree once read; one event, or the text between two events, over ``max_event_chars``
+    characters is refused. Bytes are UTF-8, UTF-16 or UTF-32 (BOM or not, as
+    :func:`rules.text_input.decode_text`). Errors carry ``record``: the index of the event
+    being read (as many were read before it)."""
+    head = stream.read(_SNIFF_BYTES)
+    codec, label, skip = _byte_encoding(head)
+    source = _XmlSource(_decoded(stream, head[skip:], codec, label, skip), max_event_chars)
+    count = 0
+    try:
+        for event in _xml_events(source):
+            yield event
+            count += 1
+    except EventInputError as exc:
+        if exc.record is not None:
+            raise
+        raise type(exc)(
+            exc.reason, line=exc.line, column=exc.column, record=count,
+            byte_offset=exc.byte_offset,
+        ) from None  # fmt: skip
+    if not count:
+        raise EmptyInputError("no <Event> element in the XML", line=1, column=1)
+
+
+def looks_like_xml_bytes(head: bytes) -> bool:
+    """Whether a file whose first bytes are ``head`` starts like event XML (any encoding
+    :func:`iter_xml_events` reads)."""
+    codec, _, skip = _byte_encoding(head)
+    return looks_like_xml(head[skip : skip + 1024].decode(codec, errors="ignore"))
+
+
+_SNIFF_BYTES: Final = 4096
+_XML_CHUNK: Final = 64 * 1024
+_HELD_CHARS: Final = 256
+"""A trailing ``<`` this close to a chunk's end, not yet closed by ``>``, waits for the next
+chunk: an XML declaration or ``<!DOCTYPE`` split between two chunks is seen whole."""
+_DTD_REFUSED: Final = "XML with a DTD or entity declarations (<!DOCTYPE>) is refused"
+
+
+def _byte_encoding(head: bytes) -> tuple[str, str, int]:
+    """(codec, label, BOM length) of a file starting with ``head``."""
+    from rules.text_input import _BOMS, _sniff
+
+    for bom, codec, label in _BOMS:
+        if head.startswith(bom):
+            return codec, label, len(bom)
+    codec, label = _sniff(head)
+    return codec, label, 0
+
+
+def _decoded(stream: BinaryIO, first: bytes, codec: str, label: str, offset: int) -> Iterator[str]:
+    """The stream's text, chunk by chunk (``first``: bytes already read, after any BOM);
+    invalid bytes raise :class:`InputEncodingError` with their byte offset."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    data = first
+    while True:
+        final = not data
+        held = len(decoder.getstate()[0])
+        try:
+            text = decoder.decode(data, final=final)
+        except UnicodeDecodeError as exc:
+            raise InputEncodingError(
+                f"invalid {label} text: {exc.reason}", byte_offset=offset - held + exc.start
+            ) from None
+        offset += len(data)
+        if text:
+            yield text
+        if final:
+            return
+        data = stream.read(_XML_CHUNK)
+
+
+class _XmlSource:
+    """What the parser reads: ``<Events>`` + the text with its XML declarations removed (a
+    ``wevtutil`` file has no root; the extra line is taken off error positions) + ``</Events>``.
+    A DTD or entity declaration is refused as soon as it is read. ``mark`` is set by the
+    reader where an event starts or ends; reading more than ``limit`` characters past it is
+    refused (one event, or the text between two, too long)."""
+
+    def __init__(self, chunks: Iterator[str], limit: int | None = None) -> None:
+        self._chunks = chunks
+        self._out = "<Events>\n"
+        self._at = 0
+        self._held = ""
+        self._ended = False
+        self._refused: EventShapeError | None = None
+        self.limit = limit
+        self.delivered = 0
+        self.mark = 0
+
+    def read(self, size: int = -1) -> str:
+        # The parser asks for more only once it has handled what it was given: the text since
+        # the last event boundary it reported, hence what one event holds in memory.
+        if self.limit is not None and self.delivered - self.mark > self.limit:
+            raise EventShapeError(
+                f"an event, or the text between two events, is longer than {self.limit:,} "
+                "characters"
+            )
+        while self._at >= len(self._out):
+            if self._refused is not None:
+                raise self._refused  # once the parser has read all that came before it
+            if self._ended:
+                return ""
+            self._out, self._at = self._refill(), 0
+        end = len(self._out) if size < 0 else self._at + size
+        piece = self._out[self._at : end]
+        self._at += len(piece)
+        self.delivered += len(piece)
+        return piece
+
+    def _refill(self) -> str:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._ended = True
+            rest = self._cleaned(self._held)
+            return rest if self._refused is not None else rest + "\n</Events>"
+        data = self._held + chunk
+        cut = data.rfind("<", max(0, len(data) - _HELD_CHARS))
+        if cut < 0 or ">" in data[cut:]:
+            cut = len(data)
+        self._held = data[cut:]
+        return self._cleaned(data[:cut])
+
+    def _cleaned(self, text: str) -> str:
+        dtd = _DTD.search(text)
+        if dtd is not None:
+            self._refused = EventShapeError(_DTD_REFUSED)
+            self._ended = True
+            text = text[: dtd.start()]
+        return _DECLARATION.sub("", text)
+
+
+def _xml_events(source: _XmlSource) -> Iterator[Event]:
+    """The events of the wrapped XML ``source`` (see :func:`parse_xml_events`); each
+    ``<Event>`` (and anything else at list level) leaves the tree once read."""
     depth = 0
-    stack: list[str] = []
+    item_depth = 0  # the depth of the list-level element being read; 0 between them
+    lists: list[Element] = []  # the <Events> elements around it
+    count = 0
     try:
         for action, element in iterparse(source, events=("start", "end"), forbid_dtd=True):
             if action == "start":
                 depth += 1
-                stack.append(_local(element.tag))
                 if depth > MAX_XML_DEPTH:
                     raise EventShapeError(f"XML nested deeper than {MAX_XML_DEPTH} elements")
-                if depth == 2 and stack[-1] not in ("Event", "Events"):
+                if item_depth:
+                    continue
+                name = _local(element.tag)
+                if depth == 2 and name not in ("Event", "Events"):
                     raise EventShapeError(
-                        f"unknown XML shape: <{stack[-1]}>; expected Windows events "
+                        f"unknown XML shape: <{name}>; expected Windows events "
                         "(<Event xmlns=...> or <Events>)"
                     )
+                if name == "Events":
+                    lists.append(element)
+                else:
+                    item_depth = depth
+                source.mark = source.delivered  # an event (or a list of them) starts
                 continue
-            name = stack.pop()
             depth -= 1
-            parent_is_list = all(s == "Events" for s in stack)
-            if name == "Event" and parent_is_list:
-                events.append(Event(xml_event_fields(element), index=len(events), kind="event-xml"))
-                element.clear()
-                if max_events is not None and len(events) > max_events:
-                    raise EventInputError(f"more than {max_events} events", record=len(events) - 1)
+            if item_depth:
+                if depth >= item_depth:
+                    continue  # inside the event
+                item_depth = 0
+                if _local(element.tag) == "Event":
+                    yield Event(xml_event_fields(element), index=count, kind="event-xml")
+                    count += 1
+            else:
+                lists.pop()
+            element.clear()
+            if lists:
+                lists[-1].remove(element)  # read: the tree keeps no event
+            source.mark = source.delivered
     except ParseError as exc:
         line, column = exc.position
         raise EventShapeError(
@@ -556,6 +723,3 @@ def parse_xml_events(text: str, *, max_events: int | None = None) -> list[Event]
         ) from None
     except DefusedXmlException as exc:
         raise EventShapeError(f"XML refused: {type(exc).__name__}") from None
-    if not events:
-        raise EmptyInputError("no <Event> element in the XML", line=1, column=1)
-    return events

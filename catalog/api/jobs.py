@@ -1,6 +1,6 @@
 """Background jobs in the API: ``GET /api/jobs/<id>/`` (status, progress, result),
 ``POST /api/jobs/<id>/cancel/``, and ``POST /api/sandbox/jobs/`` (a large ``.evtx`` /
-``.jsonl`` file evaluated as a job; 202 with the job's URLs).
+``.jsonl`` / ``.xml`` file evaluated as a job; 202 with the job's URLs).
 
 Who may see a job: its owner and staff; a sandbox job submitted anonymously is open to
 whoever holds its (random) id. Anyone else gets the 404 of a job that does not exist.
@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.errors import BODY, ErrorSerializer, ParameterError
+from catalog.api.sandbox import timestamp_field_option
 from catalog.jobs.models import Job
 from catalog.jobs.sandbox import JOB_SUFFIXES, is_job_upload
 from catalog.jobs.services import (
@@ -55,6 +56,7 @@ def job_data(request: Request, job: Job) -> dict[str, Any]:
         "percent": 100 if status_ == Job.Status.SUCCEEDED else job.percent,
         "cancel_requested": job.cancel_requested,
         "upload": job.upload_name,
+        "options": job.options,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -90,6 +92,10 @@ JOB_SCHEMA = inline_serializer(
         "percent": serializers.IntegerField(),
         "cancel_requested": serializers.BooleanField(),
         "upload": serializers.CharField(),
+        "options": serializers.DictField(
+            help_text="What the job was asked: all_rules and timestamp_field (sandbox), "
+            "prune (import)"
+        ),
         "created_at": serializers.DateTimeField(),
         "started_at": serializers.DateTimeField(allow_null=True),
         "finished_at": serializers.DateTimeField(allow_null=True),
@@ -137,15 +143,19 @@ class JobCancelView(_JobView):
 
 
 class SandboxJobUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text=f"A {', '.join(JOB_SUFFIXES)} file")
+    file = serializers.FileField(
+        help_text=f"A {', '.join(JOB_SUFFIXES)} file: JSON lines, EVTX or Windows event XML "
+        "(Event Viewer's Save as XML, wevtutil qe /f:xml)"
+    )
     all_rules = serializers.BooleanField(
         default=False, help_text="Evaluate every rule, not only those whose logsource fits"
     )
+    timestamp_field = timestamp_field_option()
 
     def validate_file(self, upload: Any) -> Any:
         if not is_job_upload(upload.name):
             raise serializers.ValidationError(
-                f"Upload a {', '.join(JOB_SUFFIXES)} file (JSON lines or EVTX)."
+                f"Upload a {', '.join(JOB_SUFFIXES)} file (JSON lines, EVTX or event XML)."
             )
         if not upload.size:
             raise serializers.ValidationError("The file is empty.")
@@ -156,6 +166,17 @@ class SandboxJobUploadSerializer(serializers.Serializer):
                 status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         return upload
+
+
+def sandbox_job_options(all_rules: bool, timestamp_field: str | None) -> dict[str, Any]:
+    """A sandbox job's ``options`` (read by :func:`catalog.jobs.sandbox.run_sandbox_file`)."""
+    return {"all_rules": all_rules, "timestamp_field": timestamp_field or None}
+
+
+def checked_timestamp_field(value: str) -> str:
+    """``value`` as ``timestamp_field`` of ``POST /api/sandbox/`` (the same validation, for
+    the sandbox page's jobs); raises :class:`serializers.ValidationError`."""
+    return str(timestamp_field_option().run_validation(value))
 
 
 def refuse_oversized_body(request: Any, limit: int) -> None:
@@ -170,7 +191,8 @@ def refuse_oversized_body(request: Any, limit: int) -> None:
 
 
 class SandboxJobView(APIView):
-    """Evaluate a large ``.evtx`` / ``.jsonl`` file in the background (202 + the job)."""
+    """Evaluate a large ``.evtx`` / ``.jsonl`` / ``.xml`` file in the background (202 + the
+    job); ``timestamp_field`` as in ``POST /api/sandbox/``."""
 
     permission_classes = [AllowAny]
     parser_classes = [MultiPartParser, FormParser]
@@ -188,6 +210,8 @@ class SandboxJobView(APIView):
             Job.Kind.SANDBOX,
             upload.validated_data["file"],
             user=request.user,
-            options={"all_rules": upload.validated_data["all_rules"]},
+            options=sandbox_job_options(
+                upload.validated_data["all_rules"], upload.validated_data.get("timestamp_field")
+            ),
         )
         return accepted(request, job)

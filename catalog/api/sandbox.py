@@ -102,6 +102,21 @@ class EventListField(serializers.ListField):
         return data
 
 
+def timestamp_field_option() -> JSONStringField:
+    """``timestamp_field``, as the sandbox and its background jobs take it (one validation)."""
+    return JSONStringField(
+        required=False,
+        max_length=200,
+        help_text="The event field holding each event's time, for correlations (default: "
+        "detected from @timestamp, timestamp, TimeCreated SystemTime, UtcTime, _time, ...)",
+        error_messages=_messages("'timestamp_field' must be a string", "invalid", "null")
+        | {
+            "blank": "'timestamp_field' is empty",
+            "max_length": "'timestamp_field' is longer than 200 characters",
+        },
+    )
+
+
 class SandboxRequestSerializer(serializers.Serializer):
     """Exactly one of ``scriptblock``, ``event`` or ``events``, and evaluation options."""
 
@@ -150,17 +165,7 @@ class SandboxRequestSerializer(serializers.Serializer):
             "'rule_ids' must be an array of rule id strings", "not_a_list", "max_length"
         ),
     )
-    timestamp_field = JSONStringField(
-        required=False,
-        max_length=200,
-        help_text="The event field holding each event's time, for correlations (default: "
-        "detected from @timestamp, timestamp, TimeCreated SystemTime, UtcTime, _time, ...)",
-        error_messages=_messages("'timestamp_field' must be a string", "invalid", "null")
-        | {
-            "blank": "'timestamp_field' is empty",
-            "max_length": "'timestamp_field' is longer than 200 characters",
-        },
-    )
+    timestamp_field = timestamp_field_option()
     explain = JSONBooleanField(
         required=False,
         default=True,

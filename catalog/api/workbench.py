@@ -8,7 +8,6 @@ names the line and column, with the problems in ``parse.errors``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -34,6 +33,7 @@ from catalog.api.sandbox import (
     SandboxJSONParser,
     SandboxRequestSerializer,
     check_body,
+    timestamp_field_option,
 )
 from catalog.sandbox import MAX_BODY_BYTES, is_heavy
 from catalog.throttling import (
@@ -164,7 +164,7 @@ class WorkbenchRequestSerializer(serializers.Serializer):
         required=False, help_text="Events as text in any input shape (XML, JSON lines...)"
     )
     # The sandbox's own field (same validation, same messages): correlations of the draft.
-    timestamp_field = copy.deepcopy(SandboxRequestSerializer._declared_fields["timestamp_field"])
+    timestamp_field = timestamp_field_option()
     backtest = JSONBooleanField(
         required=False,
         default=False,

@@ -89,17 +89,23 @@ class JobMeta:
         }  # fmt: skip
 
     def correlate(
-        self, folder: Path, progress: Callable[[int, int], None] | None = None
+        self,
+        folder: Path,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        timestamp_field: str | None = None,
     ) -> dict[str, Any]:
         """Correlate the kept matches in ``folder/matches.jsonl``; the result's summary.
         ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` events (the job's
-        heartbeat and cancel check)."""
+        heartbeat and cancel check). Events are ordered by ``timestamp_field`` (None: the
+        first usual timestamp field each event has, as in the synchronous sandbox)."""
         correlations = self.meta.correlations
         if not correlations:
-            return {"count": 0, "rules": [], "notes": [], "stored": 0}
+            return {"count": 0, "rules": [], "notes": [], "stored": 0,
+                    "timestamp_field": timestamp_field}  # fmt: skip
         engine = CorrelationEngine(correlations)
         wanted = engine.rule_ids
-        times, offsets, untimed = _timed_offsets(folder / "matches.jsonl", wanted)
+        times, offsets, untimed = _timed_offsets(folder / "matches.jsonl", wanted, timestamp_field)
         counts: Counter[str] = Counter()
         titles: dict[str, tuple[str, str]] = {}
         with (folder / CORRELATIONS_FILE).open("w", encoding="utf-8") as out:
@@ -124,8 +130,9 @@ class JobMeta:
             engine.finish()
         notes = []
         if untimed:
+            where = f"field {timestamp_field!r}" if timestamp_field else "a timestamp field"
             notes.append(
-                f"{len(untimed)} matched event(s) without a timestamp field took no part in "
+                f"{len(untimed)} matched event(s) without {where} took no part in "
                 f"correlations ({', '.join(f'#{i}' for i in untimed[:10])}"
                 f"{', ...' if len(untimed) > 10 else ''})"
             )
@@ -141,11 +148,12 @@ class JobMeta:
                 for cid, n in counts.most_common()
             ],
             "notes": notes,
+            "timestamp_field": timestamp_field,
         }
 
 
 def _timed_offsets(
-    path: Path, wanted: frozenset[str]
+    path: Path, wanted: frozenset[str], timestamp_field: str | None = None
 ) -> tuple[array[float], array[int], list[int]]:
     """Per matched event some correlation counts: its time and line offset (file order)."""
     times = array("d")
@@ -156,7 +164,7 @@ def _timed_offsets(
         for line in handle:
             data = json.loads(line)
             if not wanted.isdisjoint(data["r"]):
-                when = event_time(Event(data["e"]))
+                when = event_time(Event(data["e"]), timestamp_field)
                 if when is None:
                     untimed.append(data["i"])
                 else:

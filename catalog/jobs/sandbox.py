@@ -1,6 +1,8 @@
-"""A large ``.evtx`` / ``.jsonl`` sandbox upload evaluated as a job, and its result files.
+"""A large ``.evtx`` / ``.jsonl`` / ``.xml`` sandbox upload evaluated as a job, and its result
+files.
 
-The file is streamed (one line or one EVTX record at a time, never read whole) through the
+The file is streamed (one line, one EVTX record or one ``<Event>`` at a time, never read whole;
+its content decides: the EVTX signature, event XML, else JSON lines) through the
 engine's bulk matcher (:meth:`rules.evaluate.Evaluator.match_stream`) in batches. Only the
 events that matched are kept, compactly, in the job's folder:
 
@@ -33,14 +35,17 @@ from catalog.jobs.models import Job
 from catalog.jobs.runner import JobFailed
 from catalog.jobs.services import JobProgress, job_dir
 from catalog.sandbox import catalog_evaluator
+from rules.errors import EmptyInputError, EventInputError
 from rules.evaluate import Evaluator, EventResult
 from rules.events import EVTX_CHUNK_SIZE, EVTX_HEADER_SIZE, EVTX_MAGIC, Event, event_from_mapping
+from rules.shapes import iter_xml_events, looks_like_xml_bytes
 
-JOB_SUFFIXES = (".evtx", ".jsonl", ".ndjson")
+JOB_SUFFIXES = (".evtx", ".jsonl", ".ndjson", ".xml")
 BATCH = 2000
 """Events matched per call of the bulk matcher (and between progress steps)."""
 MAX_LINE_BYTES = 2 * 1024 * 1024
-"""A JSON line longer than this is refused (the synchronous sandbox's whole-body limit)."""
+"""A JSON line (or an XML event, in characters) longer than this is refused (the synchronous
+sandbox's whole-body limit)."""
 TOP_RULES = 50
 TIMELINE_BUCKETS = 48
 _TIME_FIELDS = ("TimeCreated_SystemTime", "UtcTime", "@timestamp", "timestamp", "TimeCreated",
@@ -71,6 +76,7 @@ class _Reader:
         with path.open("rb") as handle:
             head = handle.read(EVTX_HEADER_SIZE)
         self.evtx = head.startswith(EVTX_MAGIC)
+        self.xml = not self.evtx and looks_like_xml_bytes(head)
         self.done = 0
         self.total = self.size
         if self.evtx:
@@ -78,7 +84,23 @@ class _Reader:
             self.total = max(1, int.from_bytes(head[24:32], "little") - 1)
 
     def events(self) -> Iterator[Event]:
-        return self._evtx() if self.evtx else self._jsonl()
+        if self.evtx:
+            return self._evtx()
+        return self._xml() if self.xml else self._jsonl()
+
+    def _xml(self) -> Iterator[Event]:
+        """Windows event XML, one ``<Event>`` at a time (:func:`rules.shapes.iter_xml_events`:
+        DTDs and entity declarations refused, memory bounded by the largest event). A bad
+        event fails the job, as a bad JSON line does."""
+        with self.path.open("rb") as handle:
+            try:
+                for event in iter_xml_events(handle, max_event_chars=MAX_LINE_BYTES):
+                    self.done = handle.tell()
+                    yield event
+            except EmptyInputError:
+                raise JobFailed("the file holds no events (no <Event> element)") from None
+            except EventInputError as exc:
+                raise JobFailed(_xml_failure(exc)) from None
 
     def _jsonl(self) -> Iterator[Event]:
         index = 0
@@ -111,6 +133,20 @@ class _Reader:
                 index += 1
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise JobFailed(f"corrupt EVTX data at record {index:,}: {exc}") from None
+
+
+def _xml_failure(exc: EventInputError) -> str:
+    """``invalid XML: mismatched tag (event 3, line 40, column 2)``: the reason, the index of
+    the event being read (as many were read before it) and where in the file."""
+    where = [
+        f"{label} {value:,}"
+        for label, value in (
+            ("event", exc.record), ("line", exc.line), ("column", exc.column),
+            ("byte offset", exc.byte_offset),
+        )
+        if value is not None
+    ]  # fmt: skip
+    return f"{exc.reason} ({', '.join(where)})" if where else exc.reason
 
 
 def _check_evtx(head: bytes, size: int) -> None:
@@ -191,10 +227,18 @@ def run_sandbox_file(job: Job, progress: JobProgress) -> tuple[str, str, dict[st
     # Filters were applied while matching; correlations run over the kept matches now.
     result["suppressed"] = tally.meta.suppressed_summary()
     result["correlations"] = tally.meta.correlate(
-        folder, lambda done, total: progress.step(done, total, f"correlating {total:,} matches")
+        folder,
+        lambda done, total: progress.step(done, total, f"correlating {total:,} matches"),
+        timestamp_field=_timestamp_field(job),
     )
     message = f"{tally.events:,} events, {tally.matches:,} matches in {seconds:.1f} s"
     return Job.Status.SUCCEEDED, message, result
+
+
+def _timestamp_field(job: Job) -> str | None:
+    """The field the job's correlations order events by (None: detected per event)."""
+    value = job.options.get("timestamp_field")
+    return value if isinstance(value, str) and value else None
 
 
 def _match_batch(

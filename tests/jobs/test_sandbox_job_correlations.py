@@ -1,10 +1,12 @@
 """A background sandbox job applies meta filters and correlates its matches (issue 16):
-the same correlations as the synchronous sandbox, in timestamp order whatever the file order,
-listed on the job page and in both exports; suppressed matches are reported per filter."""
+the same correlations as the synchronous sandbox, in timestamp order whatever the file order
+(``timestamp_field`` chooses the field, as in ``POST /api/sandbox/``), listed on the job page
+and in both exports; suppressed matches are reported per filter."""
 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from catalog.jobs.models import Job
+from catalog.jobs.services import jobs_dir
 from catalog.services import import_rules
 from tests.factories import upload
 from tests.jobs.conftest import jsonl, run_worker
@@ -32,9 +36,10 @@ def catalog() -> None:
     assert not report.errors
 
 
-def _job(client: Client, events: list[dict[str, Any]]) -> dict[str, Any]:
+def _job(client: Client, events: list[dict[str, Any]], **fields: str) -> dict[str, Any]:
     response = client.post(
-        "/api/sandbox/jobs/", {"file": upload("events.jsonl", jsonl(events)), "all_rules": "true"}
+        "/api/sandbox/jobs/",
+        {"file": upload("events.jsonl", jsonl(events)), "all_rules": "true", **fields},
     )
     assert response.status_code == 202, response.content
     body = response.json()
@@ -124,3 +129,91 @@ def test_file_order_does_not_matter_timestamps_do(client: Client) -> None:
         if r["kind"] == "correlation"
     )
     assert got == sorted((c["id"], sorted(c["events"]), c["value"]) for c in expected)
+
+
+def _apart_but_seen_together() -> list[dict[str, Any]]:
+    """Five failed logons for alice 2 minutes apart by their event time (8 minutes: outside the
+    correlation's 5 m window), 20 seconds apart by the field ``seen``."""
+    start = datetime.datetime(2026, 12, 1, 10, tzinfo=datetime.UTC)
+    events = example_events()[:5]
+    for n, event in enumerate(events):
+        event["TimeCreated_SystemTime"] = f"{start + datetime.timedelta(minutes=2 * n):%FT%TZ}"
+        event["seen"] = f"{start + datetime.timedelta(seconds=20 * n):%FT%TZ}"
+    return events
+
+
+@pytest.mark.usefixtures("catalog")
+def test_timestamp_field_is_stored_shown_and_orders_the_correlations(client: Client) -> None:
+    events = _apart_but_seen_together()
+    assert _sandbox(client, events) == []
+    detected = _job(client, events, timestamp_field="")  # an empty form field: not given
+    assert detected["options"] == {"all_rules": True, "timestamp_field": None}
+    assert detected["result"]["correlations"]["count"] == 0
+    assert "detected" in client.get(detected["page"]).content.decode()
+
+    chosen = _job(client, events, timestamp_field="seen")
+    assert chosen["options"] == {"all_rules": True, "timestamp_field": "seen"}
+    assert Job.objects.get(pk=chosen["id"]).options["timestamp_field"] == "seen"
+    found = chosen["result"]["correlations"]
+    assert [r["id"] for r in found["rules"]] == [REPEATED] and found["timestamp_field"] == "seen"
+    synchronous = client.post(
+        "/api/sandbox/",
+        json.dumps({"events": events, "timestamp_field": "seen"}),
+        content_type="application/json",
+    ).json()["correlations"]
+    assert [c["id"] for c in synchronous] == [REPEATED]
+    stored = json.loads(_content(client, chosen["exports"]["json"]))
+    assert [r["event"] for r in stored if r["kind"] == "correlation"] == ["0 1 2 3 4"]
+    page = client.get(chosen["page"]).content.decode()
+    assert '<code id="job-timestamp-field">seen</code>' in page
+
+
+@pytest.mark.usefixtures("catalog")
+def test_an_unknown_timestamp_field_is_noted(client: Client) -> None:
+    found = _job(client, example_events()[:5], timestamp_field="nope")["result"]["correlations"]
+    assert found["count"] == 0
+    assert "5 matched event(s) without field 'nope' took no part" in found["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("  ", "'timestamp_field' is empty"), ("x" * 201, "longer than 200 characters")],
+)
+def test_a_bad_timestamp_field_is_a_400_and_queues_nothing(
+    client: Client, value: str, message: str
+) -> None:
+    response = client.post(
+        "/api/sandbox/jobs/",
+        {"file": upload("events.jsonl", jsonl(example_events())), "timestamp_field": value},
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["parameter"] == "timestamp_field"
+    assert message in response.json()["detail"]
+    assert not Job.objects.exists()
+    assert not jobs_dir().exists() or not any(jobs_dir().iterdir())
+
+
+@pytest.mark.usefixtures("catalog")
+def test_the_sandbox_form_gives_its_timestamp_field_to_the_job(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalog import sandbox_views
+
+    monkeypatch.setattr(sandbox_views, "MAX_BODY_BYTES", 100)  # any file is "large"
+    data = jsonl(_apart_but_seen_together())
+    refused = client.post(
+        "/sandbox/", {"file": upload("big.jsonl", data), "timestamp_field": "x" * 201}
+    )
+    assert refused.status_code == 400 and not Job.objects.exists()
+    assert "longer than 200 characters" in refused.content.decode()
+    response = client.post(
+        "/sandbox/", {"file": upload("big.jsonl", data), "timestamp_field": " seen "}
+    )
+    assert response.status_code == 303
+    job = Job.objects.get()
+    assert job.options == {"all_rules": False, "timestamp_field": "seen"}
+    run_worker()
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.message
+    assert [r["id"] for r in job.result["correlations"]["rules"]] == [REPEATED]
+    assert "seen" in client.get(response["Location"]).content.decode()
