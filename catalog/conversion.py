@@ -11,17 +11,21 @@ the bulk export, the report page and ``manage.py convert_rules``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import PurePath
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
 
 from catalog.models import Conversion, Rule
+from catalog.offload import OverLimit, run_limited
 from rules.convert import (
     PIPELINES,
     TARGETS,
@@ -34,6 +38,7 @@ from rules.convert import (
     backend_version,
     resolve_options,
     result_from_outputs,
+    stats,
 )
 
 BATCH = 500
@@ -144,6 +149,13 @@ def get_conversion(
     return result, False
 
 
+CUSTOM_PIPELINE_MEMORY = 512 * 1024 * 1024
+"""Memory a custom-pipeline conversion may take beyond its parent's (one-to-many mappings and
+``\\1\\1`` replacements grow the rule exponentially; the machine's memory is shared)."""
+CUSTOM_PIPELINE_RESULT_BYTES = 8 * 1024 * 1024
+"""Largest answer of one (pickled): the largest corpus rule's ordinary query is 240 KB."""
+
+
 def convert_with_pipeline(
     rule: Rule,
     target: str | None,
@@ -151,10 +163,72 @@ def convert_with_pipeline(
     output_format: str | None,
     custom: CustomPipeline,
 ) -> ConversionResult:
-    """One rule with a user's own pipeline: converted every time, never cached."""
+    """One rule with a user's own pipeline: converted every time, never cached.
+
+    A pasted pipeline decides how much work the conversion is (a regex replacement that
+    backtracks over every value, a value doubled per transformation, one field mapped to
+    hundreds): it runs in a forked child under ``CUSTOM_PIPELINE_SECONDS`` and
+    :data:`CUSTOM_PIPELINE_MEMORY`, killed past either (:func:`catalog.offload.run_limited`,
+    in a helper process when ``HEAVY_OFFLOAD`` is on). Raises
+    :class:`catalog.offload.OverLimit` then, and ``OffloadFailed`` when no process could run
+    it. Why a process: a thread cannot be stopped (a backtracking regex is one long C call),
+    and bounding the input alone cannot bound the time (see :mod:`rules.convert.pipelines`).
+    Why a fork: a spawned interpreter needs a second or more to import pySigma. Measured, with
+    the compiled corpus catalog in memory on 2 shared cores: an ordinary pasted pipeline's
+    POST goes from ~15 to ~45 ms on a small rule; on the largest corpus rule (4,433 values,
+    ~200 ms) the difference is lost in the noise, as the child skips the parent's GC passes.
+
+    The shipped pipelines (:func:`get_conversion`) never come here: they convert in process.
+    """
     spec, pipe, fmt = resolve_options(target, pipeline, output_format)
-    converter = Converter(spec.id, pipe.id, fmt, custom=custom)
-    return converter.convert(rule.raw_yaml, filename=rule_filename(rule))
+    result, calls = run_limited(
+        _convert_custom,
+        (spec.id, pipe.id, fmt, custom, rule.raw_yaml, rule_filename(rule)),
+        seconds=float(settings.CUSTOM_PIPELINE_SECONDS),
+        memory=CUSTOM_PIPELINE_MEMORY,
+        result_bytes=CUSTOM_PIPELINE_RESULT_BYTES,
+        before_fork=_prepare_custom,
+    )
+    stats.backend_calls += calls  # counted in the child
+    return result
+
+
+def over_limit_message(exc: OverLimit) -> str:
+    """What the page and the API say when a custom-pipeline conversion was stopped."""
+    return (
+        f"the conversion with this pipeline was stopped: {exc}. Use fewer or simpler "
+        "transformations (regex replacements, one-to-many mappings)"
+    )
+
+
+@cache
+def _prepare(target: str, pipeline: str, output_format: str) -> None:
+    """Import the backend and the named pipelines once per process (per target, pipeline and
+    format), so that children start with them loaded (not each importing them again, nor
+    under an import lock another thread held at the fork)."""
+    with contextlib.suppress(Exception):  # the child reports what fails, as a result
+        Converter(target, pipeline, output_format).backend  # noqa: B018 - built for its imports
+
+
+def _prepare_custom(target: str, pipeline: str, output_format: str, *_: Any) -> None:
+    _prepare(target, pipeline, output_format)
+
+
+def _convert_custom(
+    target: str,
+    pipeline: str,
+    output_format: str,
+    custom: CustomPipeline,
+    raw_yaml: str,
+    filename: str,
+) -> tuple[ConversionResult, int]:
+    """The child's work: the result and the backend calls it made."""
+    before = stats.backend_calls
+    converter = Converter(target, pipeline, output_format, custom=custom)
+    result = converter.convert(raw_yaml, filename=filename)
+    if result.error_kind == "backend" and "(MemoryError)" in (result.error or ""):
+        raise MemoryError  # the converter turns every exception into a result: not this one
+    return result, stats.backend_calls - before
 
 
 def convert_rules(

@@ -24,9 +24,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
-from catalog.conversion import convert_with_pipeline, get_conversion, report
+from catalog import offload
+from catalog.conversion import convert_with_pipeline, get_conversion, over_limit_message, report
 from catalog.models import Rule
-from catalog.throttling import check_sandbox_rate
+from catalog.throttling import Throttled, busy_refusal, check_sandbox_rate, heavy_slot
 from rules.convert import (
     DEFAULT_TARGET,
     EXPORT_FORMATS,
@@ -59,10 +60,18 @@ def _choose(params: QueryDict) -> tuple[str, str, str | None]:
 
 
 def _custom(request: HttpRequest | None) -> tuple[str, CustomPipeline | None, str | None]:
-    """(pasted YAML, validated pipeline, error naming the line) of a POSTed convert form."""
+    """(pasted YAML, validated pipeline, error naming the line) of a POSTed convert form,
+    validated once per request (the view checks it, then the section shows it)."""
     if request is None or request.method != "POST":
         return "", None, None
-    text = request.POST.get("pipeline_yaml", "")
+    known = getattr(request, "_custom_pipeline", None)
+    if known is None:
+        known = _parse_custom(request.POST.get("pipeline_yaml", ""))
+        request._custom_pipeline = known  # type: ignore[attr-defined]
+    return known  # type: ignore[no-any-return]
+
+
+def _parse_custom(text: str) -> tuple[str, CustomPipeline | None, str | None]:
     if not text.strip():
         return text, None, None
     try:
@@ -71,24 +80,61 @@ def _custom(request: HttpRequest | None) -> tuple[str, CustomPipeline | None, st
         return text, None, exc.message
 
 
+Refusal = tuple[int, int | None]
+"""A custom-pipeline conversion refused: (status code, Retry-After seconds or None)."""
+
+
+def _convert_custom(
+    request: HttpRequest, rule: Rule, target: str, pipeline: str, custom: CustomPipeline
+) -> tuple[Any, str | None, Refusal | None]:
+    """(result, message, refusal) of a conversion with a pasted pipeline: the result, or no
+    result and why (stopped past its limits: 422; busy: 429/503 with Retry-After)."""
+    try:
+        # As POST /api/rules/<id>/convert/: a child process per conversion, the client's heavy
+        # slots, and a heavy slot of this process when it runs in a helper.
+        with heavy_slot(request, "convert", process_cap=offload.enabled()):
+            return convert_with_pipeline(rule, target, pipeline, None, custom), None, None
+    except offload.OverLimit as exc:
+        return None, over_limit_message(exc), (422, None)
+    except Throttled as refusal:
+        return None, _retry(refusal), (refusal.status_code, refusal.wait)
+    except offload.OffloadFailed:
+        refusal = busy_refusal()
+        return None, _retry(refusal), (refusal.status_code, refusal.wait)
+
+
+def _retry(refusal: Throttled) -> str:
+    wait = refusal.wait
+    return f"{refusal}. Try again in {wait} second{'s' if wait != 1 else ''}."
+
+
 def conversion_context(request: HttpRequest | None, rule: Rule) -> dict[str, Any]:
     """Everything ``rules/_convert.html`` shows for one rule (converting only on a miss).
 
-    A POST of the convert page carries a pasted pipeline: that conversion is never cached.
+    A POST of the convert page carries a pasted pipeline: that conversion is never cached,
+    and it is made once per request (the view reads its refusal, the section shows it).
     """
+    known = getattr(request, "_conversion_context", None)
+    if known is not None and known["rule"].pk == rule.pk:
+        return known  # type: ignore[no-any-return]
     params = request.GET if request is not None else QueryDict()
     if request is not None and request.method == "POST":
         params = request.POST
     target, pipeline, notice = _choose(params)
     pasted, custom, custom_error = _custom(request)
-    if custom is not None:
-        result, cached = convert_with_pipeline(rule, target, pipeline, None, custom), False
-    else:
+    refusal: Refusal | None = None
+    result = None
+    cached = False
+    if custom is not None and request is not None:
+        result, message, refusal = _convert_custom(request, rule, target, pipeline, custom)
+        if result is None:
+            custom, custom_error = None, message
+    if result is None:
         result, cached = get_conversion(rule, target, pipeline)
     spec, pipe = TARGETS[target], PIPELINES[pipeline]
     query = urlencode({"target": target, "pipeline": pipeline})
     base = request.path if request is not None else rule.get_absolute_url()
-    return {
+    context = {
         "rule": rule,
         "target": spec,
         "pipeline": pipe,
@@ -105,9 +151,13 @@ def conversion_context(request: HttpRequest | None, rule: Rule) -> dict[str, Any
         "pipeline_yaml": pasted,
         "custom": custom,
         "custom_error": custom_error,
+        "custom_refusal": refusal,
         "custom_file": CUSTOM_PIPELINE_FILE,
         "status_label": STATUS_LABELS.get(result.status, ""),
     }
+    if request is not None and request.method == "POST":
+        request._conversion_context = context  # type: ignore[attr-defined]
+    return context
 
 
 STATUS_LABELS = {
@@ -136,10 +186,12 @@ def rule_convert(request: HttpRequest, rule_id: str) -> HttpResponse:
     """A page of its own for one rule's conversions (the same section as on the rule page).
 
     POST: the form with a pasted pipeline YAML (converted, never cached); a broken pipeline
-    is a 400 page whose message names the line.
+    is a 400 page whose message names the line, one stopped past its limits a 422 page, and
+    a busy server a 429/503 page with Retry-After (each with the catalog pipeline's query).
     """
     rule = get_object_or_404(Rule, rule_id=rule_id)
     status = 200
+    wait = None
     if request.method == "POST":
         if len(request.POST.get("pipeline_yaml", "")) > MAX_PIPELINE_BYTES * 2:
             status = 413
@@ -154,7 +206,16 @@ def rule_convert(request: HttpRequest, rule_id: str) -> HttpResponse:
                 else "Too many conversions with a pasted pipeline; try again in a minute."
             )
             return HttpResponse(message, status=status, content_type="text/plain")
-    return render(request, "conversion/rule_convert.html", {"rule": rule}, status=status)
+        if status == 200:
+            # Converted here, before the page renders, so the page's status can say how it
+            # went; the section's template tag reads the same context back.
+            refusal = conversion_context(request, rule)["custom_refusal"]
+            if refusal is not None:
+                status, wait = refusal
+    response = render(request, "conversion/rule_convert.html", {"rule": rule}, status=status)
+    if wait is not None:
+        response["Retry-After"] = str(wait)
+    return response
 
 
 # --------------------------------------------------------------------------- report

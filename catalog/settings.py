@@ -224,6 +224,10 @@ HEAVY_SLOT_SECONDS = int(os.environ.get("HEAVY_SLOT_SECONDS", "120"))
 HEAVY_OFFLOAD = env_bool("HEAVY_OFFLOAD", False)
 HEAVY_OFFLOAD_NICE = int(os.environ.get("HEAVY_OFFLOAD_NICE", "5"))
 HEAVY_OFFLOAD_TIMEOUT = float(os.environ.get("HEAVY_OFFLOAD_TIMEOUT", "60"))
+# A conversion with a pasted pipeline (catalog.conversion.convert_with_pipeline) runs in a forked
+# child that is killed after this many seconds (the request gets a 422); an ordinary one takes
+# well under a second, even for the largest corpus rule.
+CUSTOM_PIPELINE_SECONDS = float(os.environ.get("CUSTOM_PIPELINE_SECONDS", "5"))
 # /admin/ sign-in: this many failures per address or username per window, then 429.
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_SECONDS = int(os.environ.get("LOGIN_FAILURE_SECONDS", "300"))

@@ -30,13 +30,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from catalog import offload
 from catalog.api.base import SingleFormatNegotiation
 from catalog.api.errors import ErrorSerializer, ParameterError
+from catalog.api.sandbox import Busy
 from catalog.api.schema import CatalogAutoSchema
-from catalog.conversion import convert_rules, convert_with_pipeline, get_conversion
+from catalog.conversion import (
+    convert_rules,
+    convert_with_pipeline,
+    get_conversion,
+    over_limit_message,
+)
 from catalog.filters import RuleFilterSet, sort_rules
 from catalog.models import Rule
-from catalog.throttling import HeldStream, SandboxRateThrottle, Throttled
+from catalog.throttling import (
+    HeldStream,
+    SandboxRateThrottle,
+    Throttled,
+    busy_refusal,
+    heavy_slot,
+)
 from rules.convert import (
     EXPORT_FORMATS,
     PIPELINES,
@@ -214,13 +227,17 @@ class RuleConvertView(ConversionView):
         summary="One rule as a SIEM query with your own pipeline (YAML)",
         description="`pipeline_yaml` is the YAML `sigma convert -p pipeline.yml` reads, applied "
         "with the chosen catalog pipeline. It is validated (64 KiB, UTF-8, safe YAML, no Jinja "
-        "templates or files) and never run as code; a broken one is a 400 naming the line.",
+        "templates or files, at most 256 transformations, 500 items a list, 4,096 characters "
+        "a value and 1,024 a replacement) and never run as code; a broken one is a 400 naming "
+        "the line. The conversion is stopped past a few seconds or 512 MiB (422).",
         request=CustomConvertSerializer,
         responses={
             200: ConversionResultSerializer,
             400: ErrorSerializer,
             404: ErrorSerializer,
+            422: ErrorSerializer,
             429: ErrorSerializer,
+            503: ErrorSerializer,
         },
     )
     def post(self, request: Request, rule_id: str) -> Response:
@@ -245,7 +262,20 @@ class RuleConvertView(ConversionView):
         rule = Rule.objects.filter(rule_id=rule_id).first()
         if rule is None:
             raise NotFound(f"no rule with id {rule_id!r}")
-        result = convert_with_pipeline(rule, target, pipeline, fmt, custom)
+        try:
+            # A child process per conversion, at most HEAVY_PER_CLIENT per client at once;
+            # in a helper process when offloading is on, which also takes one of this
+            # process's heavy slots (one helper per slot).
+            with heavy_slot(request, "convert", process_cap=offload.enabled()):
+                result = convert_with_pipeline(rule, target, pipeline, fmt, custom)
+        except offload.OverLimit as exc:
+            raise ParameterError(
+                over_limit_message(exc), parameter="pipeline_yaml", status_code=422
+            ) from None
+        except Throttled as refusal:
+            raise Busy(refusal) from None
+        except offload.OffloadFailed:
+            raise Busy(busy_refusal()) from None
         return Response(result_json(rule, result, cached=False))
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from rules import convert as conv
-from rules.convert.pipelines import MAX_PIPELINE_BYTES
+from rules.convert.pipelines import (
+    MAX_ITEMS,
+    MAX_PIPELINE_BYTES,
+    MAX_REPLACEMENT_CHARS,
+    MAX_STRING_CHARS,
+    MAX_TRANSFORMATIONS,
+)
 from tests.conversion.rules_fixtures import PROCESS_YAML
 
 MAPPING = """\
@@ -85,3 +91,75 @@ def test_size_and_encoding_caps() -> None:
         conv.parse_custom_pipeline(b"name: \xff\n")
     with pytest.raises(conv.PipelineYAMLError, match="nested too deeply"):
         conv.parse_custom_pipeline("a: " + "[" * 50 + "]" * 50 + "\n")
+
+
+def _items(count: int, section: str = "transformations") -> str:
+    item = "  - {type: replace_string, regex: a, replacement: b}\n"
+    if section != "transformations":
+        item = "  - {type: replace, pattern: a, replacement: b}\n"
+    return f"{section}:\n" + item * count
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        (_items(MAX_TRANSFORMATIONS + 1), MAX_TRANSFORMATIONS + 2, "more than 256 transformations"),
+        (
+            # Sections add up, and a nested transformation's items count.
+            _items(200)
+            + "  - type: nested\n    items:\n"
+            + "      - {type: replace_string, regex: a, replacement: b}\n" * 60,
+            204 + 55,  # 201 above, the 56th nested item (line 204 is the first) is one too many
+            "more than 256",
+        ),
+        (
+            _items(200) + _items(60, "postprocessing"),
+            203 + 56,  # 200 transformations, the 57th postprocessing item (from line 203)
+            "more than 256",
+        ),
+        (
+            "transformations:\n  - type: field_name_mapping\n    mapping:\n      Hashes: ["
+            + ", ".join(f"f{i}" for i in range(MAX_ITEMS + 1))
+            + "]\n",
+            4,
+            "a list of more than 500 items",
+        ),
+        (
+            "transformations:\n  - type: replace_string\n    regex: a\n    replacement: '"
+            + "x" * (MAX_REPLACEMENT_CHARS + 1)
+            + "'\n",
+            4,
+            "'replacement' is longer than 1024 characters",
+        ),
+        (
+            "name: x\npostprocessing:\n  - type: embed\n    prefix: '"
+            + "x" * (MAX_REPLACEMENT_CHARS + 1)
+            + "'\n",
+            4,
+            "'prefix' is longer",
+        ),
+        (
+            "transformations:\n  - type: field_name_mapping\n    mapping:\n      Image: "
+            + "p" * (MAX_STRING_CHARS + 1)
+            + "\n",
+            4,
+            "a value longer than 4096 characters",
+        ),
+        # libyaml refuses deep flow nesting (the pure-Python composer raised RecursionError).
+        ("a: " + "[" * 2000 + "]" * 2000 + "\n", 1, "YAML"),
+    ],
+)
+def test_sizes_are_bounded_naming_the_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(conv.PipelineYAMLError) as info:
+        conv.parse_custom_pipeline(text)
+    assert info.value.line == line and words in str(info.value)
+    assert str(info.value).startswith(f"line {line}: ")
+
+
+def test_largest_accepted_shapes_still_parse() -> None:
+    assert conv.parse_custom_pipeline(_items(MAX_TRANSFORMATIONS))
+    many = "transformations:\n  - type: field_name_mapping\n    mapping:\n      Hashes: ["
+    assert conv.parse_custom_pipeline(many + ", ".join(f"f{i}" for i in range(MAX_ITEMS)) + "]\n")
+    replacement = "x" * MAX_REPLACEMENT_CHARS
+    text = f"transformations:\n  - {{type: replace_string, regex: a, replacement: {replacement}}}\n"
+    assert conv.parse_custom_pipeline(text).document["transformations"][0]["replacement"]
