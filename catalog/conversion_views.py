@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import (
     Http404,
     HttpRequest,
@@ -153,6 +154,7 @@ def conversion_context(request: HttpRequest | None, rule: Rule) -> dict[str, Any
         "custom_error": custom_error,
         "custom_refusal": refusal,
         "custom_file": CUSTOM_PIPELINE_FILE,
+        "custom_seconds": f"{settings.CUSTOM_PIPELINE_SECONDS:g}",
         "status_label": STATUS_LABELS.get(result.status, ""),
     }
     if request is not None and request.method == "POST":
