@@ -556,7 +556,12 @@ def _notes(outcome: Any, timestamp_field: str | None) -> list[str]:
             f"correlations ({shown}{', ...' if len(outcome.untimed) > 10 else ''})"
         )
     stats = outcome.stats
-    if stats.dropped_groups or stats.dropped_occurrences or stats.dropped_matches:
+    if (
+        stats.dropped_groups
+        or stats.dropped_occurrences
+        or stats.dropped_matches
+        or stats.dropped_chained
+    ):
         notes.append(f"correlation limits reached: {stats.to_dict()}")
     return notes
 

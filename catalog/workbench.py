@@ -212,6 +212,8 @@ class WorkbenchReport:
     collection_conversions: list[ConvertedCollection] = field(default_factory=list)
     """The whole draft (with the catalog rules it names) for the backends that convert
     correlations and meta filters (``sigma convert`` of the same files)."""
+    collection_skipped: list[str] = field(default_factory=list)
+    """Targets the whole-draft conversion left out when the time budget ran out."""
 
     @property
     def ok(self) -> bool:
@@ -264,6 +266,7 @@ class WorkbenchReport:
                 {"target": c.target, "label": c.label, "queries": c.queries, "error": c.error}
                 for c in self.collection_conversions
             ],
+            "collection_skipped": self.collection_skipped,
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
 
@@ -443,7 +446,11 @@ def run_workbench(
             report.conversions, skipped = convert_draft(analysis.text, chosen, convert_budget)
             report.conversions_skipped = skipped + later
         if targets and analysis.meta is not None:
-            report.collection_conversions = convert_documents(_collection(report))
+            spent = time.perf_counter() - started
+            left = None if convert_budget is None else max(0.0, convert_budget - spent)
+            report.collection_conversions, report.collection_skipped = convert_documents(
+                _collection(report), budget=left
+            )
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -496,7 +503,8 @@ def _evaluation_set(analysis: DraftAnalysis) -> _EvaluationSet:
     correlations: list[CorrelationRule] = []
     refs: list[tuple[str, str, str]] = []
     pending = list(meta.external)
-    seen: set[str] = set()
+    # A catalog correlation chained on one the draft rewrites (same id) counts the draft's.
+    seen: set[str] = {c.id for c in meta.correlations}
     while pending:  # catalog correlations count their own rules (and chains) too
         ref = pending.pop(0)
         if ref in seen:

@@ -51,6 +51,9 @@ __all__ = [
 
 MAX_DRAFT_DOCUMENTS = 20
 """Documents one draft may hold: a correlation chain with its rules and filters fits easily."""
+MAX_EXTERNAL = 100
+"""Catalog rules and correlations one draft may name: each is parsed and compiled for its
+tests, and converted with it (a correlation names at most 100 rules itself)."""
 # CRLF too: a browser's textarea and Windows editors end lines with "\r\n".
 _SEPARATOR = re.compile(r"(?m)^---[ \t]*(?:#[^\r\n]*)?\r?$")
 _META_KEY = re.compile(r"(?m)^(?:correlation|filter)[ \t]*:")
@@ -225,6 +228,18 @@ def read_meta(
             meta.problems.append(_problem(error, doc.line, doc.kind))
     own = {c.id for c in meta.correlations}
     meta.external = [i for i in external if i not in own]
+    if len(meta.external) > MAX_EXTERNAL:
+        first = next((d.line for d in documents if d.kind != "rule"), 1)
+        meta.problems.append(
+            MetaProblem(
+                "too-many-references",
+                f"the draft names {len(meta.external)} catalog rules and correlations; at "
+                f"most {MAX_EXTERNAL} are tested with it",
+                first,
+                "split the draft, or test a filter on fewer rules at a time",
+            )
+        )
+        meta.correlations, meta.filters, meta.external = [], [], []
     _check_chains(meta)
     return meta
 

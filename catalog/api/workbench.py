@@ -51,6 +51,7 @@ from catalog.workbench import (
     run_workbench,
 )
 from rules.convert import ConversionParameterError, resolve_options
+from rules.drafts import is_multi_document
 from rules.events import Event
 
 HEAVY_TARGETS = 4
@@ -323,7 +324,12 @@ class WorkbenchAPIView(APIView):
         payload.is_valid(raise_exception=True)
         options = payload.validated_data
         events = payload.events_to_test()
-        heavy = (events and is_heavy(events)) or len(options["targets"]) > HEAVY_TARGETS
+        heavy = (
+            (events and is_heavy(events))
+            or len(options["targets"]) > HEAVY_TARGETS
+            # A collection with the catalog rules it names converts for four backends more.
+            or (bool(options["targets"]) and is_multi_document(options["rule"]))
+        )
         try:
             with heavy_slot(request, "sandbox") if heavy else nullcontext():
                 report = run_workbench(

@@ -137,7 +137,12 @@ class JobMeta:
                 f"{', ...' if len(untimed) > 10 else ''})"
             )
         stats = engine.stats
-        if stats.dropped_groups or stats.dropped_occurrences or stats.dropped_matches:
+        if (
+            stats.dropped_groups
+            or stats.dropped_occurrences
+            or stats.dropped_matches
+            or stats.dropped_chained
+        ):
             notes.append(f"correlation limits reached: {stats.to_dict()}")
         total = sum(counts.values())
         return {

@@ -41,9 +41,9 @@ from rules.events import Event, read_events
 from rules.parse import parse_rule
 from rules.workbench import add_exclusion
 
-MAX_DRAFTS = 200
 MAX_TIMESTAMP_FIELD = 200
 """As ``POST /api/sandbox/`` limits ``timestamp_field``."""
+MAX_DRAFTS = 200
 """Saved drafts per user; the oldest must be deleted before more are saved."""
 _FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 

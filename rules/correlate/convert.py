@@ -10,9 +10,10 @@ to the backend's ``convert``. pySigma resolves the references, applies the filte
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from sigma.collection import SigmaCollection
 from sigma.exceptions import SigmaError
@@ -41,14 +42,33 @@ def _backend(target: str) -> Any:
     return getattr(importlib.import_module(module), name)()
 
 
+@overload
 def convert_documents(
-    texts: Sequence[str], targets: Sequence[str] = tuple(CORRELATION_TARGETS)
-) -> list[ConvertedCollection]:
+    texts: Sequence[str], targets: Sequence[str] = ..., *, budget: None = None
+) -> list[ConvertedCollection]: ...
+
+
+@overload
+def convert_documents(
+    texts: Sequence[str], targets: Sequence[str] = ..., *, budget: float
+) -> tuple[list[ConvertedCollection], list[str]]: ...
+
+
+def convert_documents(
+    texts: Sequence[str],
+    targets: Sequence[str] = tuple(CORRELATION_TARGETS),
+    *,
+    budget: float | None = None,
+) -> list[ConvertedCollection] | tuple[list[ConvertedCollection], list[str]]:
     """Convert the YAML documents (one collection) for each target; a target that cannot
-    convert them says why instead of failing the rest."""
-    out = []
+    convert them says why instead of failing the rest. With ``budget`` (seconds), targets
+    are converted until it is spent (the first always), and the ones left are returned too."""
+    out: list[ConvertedCollection] = []
     source = "\n---\n".join(text.strip().removeprefix("---").strip() for text in texts)
-    for target in targets:
+    started = time.perf_counter()
+    for position, target in enumerate(targets):
+        if budget is not None and out and time.perf_counter() - started > budget:
+            return out, list(targets[position:])
         label = CORRELATION_TARGETS[target][2]
         try:
             collection = SigmaCollection.from_yaml(source)
@@ -59,4 +79,4 @@ def convert_documents(
         except (SigmaError, NotImplementedError, ValueError, TypeError, KeyError) as exc:
             message = str(exc) or type(exc).__name__
             out.append(ConvertedCollection(target, label, error=message))
-    return out
+    return (out, []) if budget is not None else out

@@ -62,6 +62,8 @@ class CorrelationStats:
     dropped_groups: int = 0
     dropped_occurrences: int = 0
     dropped_matches: int = 0
+    dropped_chained: int = 0
+    """Matches not passed on to the correlations built on them: the chain budget was spent."""
 
     def to_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -484,9 +486,16 @@ class CorrelationEngine:
         max_groups: int = 10_000,
         max_window_events: int = 10_000,
         max_matches: int = 10_000,
+        max_chained: int | None = None,
         on_match: Callable[[CorrelationMatch], None] | None = None,
     ) -> None:
         self.max_groups = max_groups
+        # Chains are acyclic, but a chain's matches multiply along every path of it: 19
+        # correlations each counting all the ones before double the work per correlation (one
+        # event took 10 s). Matches passed on to chained correlations are budgeted, so the
+        # work stays linear in the events; the default allows ten per reported match.
+        self.max_chained = max_chained if max_chained is not None else 10 * max_matches
+        self._chained = 0
         # A sink for long streams (background jobs): each match goes there as it is found
         # instead of into ``matches``, so memory stays bounded by the open windows.
         self.on_match = on_match
@@ -569,7 +578,12 @@ class CorrelationEngine:
         else:
             self.stats.dropped_matches += 1
         if match.id in self._consumers:
-            # Chains are acyclic (checked at construction), so this recursion is bounded.
+            # Chains are acyclic (checked at construction), so this recursion is bounded in
+            # depth; the budget bounds it in breadth.
+            if self._chained >= self.max_chained:
+                self.stats.dropped_chained += 1
+                return
+            self._chained += 1
             self._dispatch(at, _Pseudo(match.group), (match.id,), (tuple(match.events), label))
 
     def finish(self) -> list[CorrelationMatch]:

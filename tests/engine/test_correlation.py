@@ -375,6 +375,47 @@ def test_groups_are_bounded() -> None:
     assert engine.stats.dropped_groups == 900
 
 
+def _fan_in_chain(n: int) -> list[Any]:
+    """``n`` correlations, each counting rule ``a`` and every correlation before it: acyclic,
+    and a match of the first reaches the last along 2**(n-1) paths."""
+    ids = [uid(f"c-fan-{k}") for k in range(n)]
+    return [
+        corr(
+            f"""
+title: fan {k}
+id: {ids[k]}
+correlation:
+    type: event_count
+    rules: [a{"".join(f", {i}" for i in ids[:k])}]
+    timespan: 1h
+    condition: {{gte: 1}}
+"""
+        )
+        for k in range(n)
+    ]
+
+
+def test_chained_matches_are_budgeted_so_a_fan_in_chain_stays_linear() -> None:
+    engine = CorrelationEngine(_fan_in_chain(16), max_matches=100, max_chained=500)
+    for i in range(20):
+        engine.feed(i, T0 + i, Event({}), ["a"])
+    engine.finish()
+    # Without the budget: ~2**15 chained occurrences per event (minutes for these 20).
+    assert engine.stats.dropped_chained > 0
+    assert engine.stats.occurrences < 20 * 16 + 500 * 16
+
+
+def test_a_chain_within_its_budget_is_unchanged() -> None:
+    small = _fan_in_chain(3)
+    free = CorrelationEngine(small)
+    tight = CorrelationEngine(small, max_chained=10_000)
+    for engine in (free, tight):
+        for i in range(5):
+            engine.feed(i, T0 + i, Event({}), ["a"])
+    assert [m.to_dict() for m in free.finish()] == [m.to_dict() for m in tight.finish()]
+    assert free.stats.dropped_chained == 0 and free.finish()
+
+
 def test_idle_groups_expire() -> None:
     rule = corr(document("event_count", "{gte: 2}", group="[User]", span="10s"))
     engine = CorrelationEngine([rule])
