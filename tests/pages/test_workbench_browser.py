@@ -113,7 +113,9 @@ def test_phone_and_dark_layouts_render(browser: Any, site: str) -> None:  # noqa
     page.context.close()
 
 
-def test_tune_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> None:  # noqa: F811
+def _whoami_match(browser: Any, site: str, tmp_path: Path) -> tuple[Any, list[str], Any, str]:  # noqa: F811
+    """A catalog rule for whoami.exe, an event it matches evaluated in the sandbox page: the
+    page, its console errors, the match's card and the rule's id."""
     rule_id = str(uuid.uuid4())
     detection = "selection:\n    Image|endswith: '\\whoami.exe'\ncondition: selection"
     text = rule_yaml(
@@ -130,7 +132,11 @@ def test_tune_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> N
     page.fill("#sandbox-text", json.dumps(event))
     page.get_by_role("button", name="Evaluate").click()
     page.wait_for_selector(".sandbox-match")
-    match = page.locator(".sandbox-match", has_text="Whoami run")
+    return page, errors, page.locator(".sandbox-match", has_text="Whoami run"), rule_id
+
+
+def test_tune_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> None:  # noqa: F811
+    page, errors, match, _ = _whoami_match(browser, site, tmp_path)
     match.get_by_role("button", name="Exclude this…").first.click()
     page.wait_for_url(re.compile(r"/workbench/"))
     editor = page.locator("#workbench-rule")
@@ -143,22 +149,7 @@ def test_tune_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> N
 
 
 def test_a_meta_filter_from_a_sandbox_match(browser: Any, site: str, tmp_path: Path) -> None:  # noqa: F811
-    rule_id = str(uuid.uuid4())
-    detection = "selection:\n    Image|endswith: '\\whoami.exe'\ncondition: selection"
-    text = rule_yaml(
-        title="Whoami run", id=rule_id, logsource=WINDOWS_PROCESS_CREATION, detection=detection
-    )
-    import_rules([str(write_rule_files(tmp_path, {"whoami.yml": text}))], trigger="test")
-    event = {
-        "Channel": "Microsoft-Windows-Sysmon/Operational",
-        "EventID": 1,
-        "Image": "C:\\Windows\\System32\\whoami.exe",
-    }
-    page, errors = new_page(browser)
-    page.goto(f"{site}/sandbox/")
-    page.fill("#sandbox-text", json.dumps(event))
-    page.get_by_role("button", name="Evaluate").click()
-    match = page.locator(".sandbox-match", has_text="Whoami run")
+    page, errors, match, rule_id = _whoami_match(browser, site, tmp_path)
     match.get_by_role("button", name="As a meta filter…").first.click()
     page.wait_for_url(re.compile(r"/workbench/"))
     editor = page.locator("#workbench-rule")
