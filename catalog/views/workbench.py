@@ -101,7 +101,8 @@ def _initial_text(request: HttpRequest, context: dict[str, Any]) -> str:
         if draft is not None:
             context["draft"] = draft
             return draft.text
-    rule_id = (request.GET.get("rule") or "").strip()
+    # No id holds NUL, and PostgreSQL refuses it in a query: dropped, as clean_params does.
+    rule_id = (request.GET.get("rule") or "").replace("\x00", "").strip()
     if rule_id:
         rule = Rule.objects.filter(rule_id=rule_id).only("rule_id", "title", "raw_yaml").first()
         if rule is not None:
@@ -112,7 +113,7 @@ def _initial_text(request: HttpRequest, context: dict[str, Any]) -> str:
         ("correlation", Correlation, "correlation_id"),
         ("filter", MetaFilter, "filter_id"),
     ):
-        wanted = (request.GET.get(key) or "").strip()[:200]
+        wanted = (request.GET.get(key) or "").replace("\x00", "").strip()[:200]
         if not wanted:
             continue
         row = model.objects.filter(**{field: wanted}).only(field, "title", "raw_yaml").first()
@@ -126,7 +127,7 @@ def _initial_text(request: HttpRequest, context: dict[str, Any]) -> str:
 
 def _tuned(request: HttpRequest, context: dict[str, Any]) -> str | None:
     """The "Exclude this…" flow: the catalog rule with a filter for the posted value."""
-    rule_id = (request.POST.get("tune_rule") or "").strip()
+    rule_id = (request.POST.get("tune_rule") or "").replace("\x00", "").strip()
     if not rule_id:
         return None
     rule = Rule.objects.filter(rule_id=rule_id).only("rule_id", "title", "raw_yaml").first()
@@ -359,6 +360,10 @@ def _download(text: str) -> HttpResponse:
 def save_draft(request: HttpRequest) -> HttpResponse:
     """Save the posted draft (a new one, or the owner's ``draft`` given) and reopen it."""
     text = request.POST.get("rule", "")
+    if "\x00" in text:
+        return HttpResponse(
+            "a draft cannot hold a NUL character", status=400, content_type="text/plain"
+        )
     if not text.strip() or len(text) > MAX_RULE_CHARS:
         return HttpResponse(
             f"a draft must be 1 to {MAX_RULE_CHARS:,} characters",
