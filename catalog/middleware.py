@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
 # No inline scripts anywhere: every script is a static file, so 'self' is enough.
@@ -16,6 +16,23 @@ DEFAULT_CSP = (
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class NulPathMiddleware:
+    """A path holding NUL names nothing here (no id, slug or file has one) and PostgreSQL
+    refuses NUL in a query: such a request is a 404 before any view looks it up."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path_info:
+            if request.path_info.startswith("/api/"):
+                from catalog.api.errors import api_not_found  # the API's one error shape
+
+                return api_not_found(request)
+            raise Http404("no such page")
+        return self.get_response(request)
 
 
 class SecurityHeadersMiddleware:

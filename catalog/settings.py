@@ -69,6 +69,7 @@ MIDDLEWARE = [
     # Outermost: sees every 429/503, including the throttles' and the busy sandbox's.
     "catalog.middleware.DrainRefusedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "catalog.middleware.NulPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Whole cached pages before sessions, CSRF and auth (catalog/caching.py).
     "catalog.caching.PageCacheMiddleware",
