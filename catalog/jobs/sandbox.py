@@ -35,6 +35,7 @@ from catalog.jobs.models import Job
 from catalog.jobs.runner import JobFailed
 from catalog.jobs.services import JobProgress, job_dir
 from catalog.sandbox import catalog_evaluator
+from rules.correlate.timestamps import event_time as read_time
 from rules.errors import EmptyInputError, EventInputError
 from rules.evaluate import Evaluator, EventResult
 from rules.events import EVTX_CHUNK_SIZE, EVTX_HEADER_SIZE, EVTX_MAGIC, Event, event_from_mapping
@@ -48,8 +49,8 @@ MAX_LINE_BYTES = 2 * 1024 * 1024
 sandbox's whole-body limit)."""
 TOP_RULES = 50
 TIMELINE_BUCKETS = 48
-_TIME_FIELDS = ("TimeCreated_SystemTime", "UtcTime", "@timestamp", "timestamp", "TimeCreated",
-                "EventTime", "time")  # fmt: skip
+MAX_EPOCH = 253_402_300_799
+"""9999-12-31T23:59:59Z: a later "time" is not one (and would not fit the timeline's array)."""
 
 
 def is_job_upload(name: str | None) -> bool:
@@ -180,6 +181,7 @@ class _Tally:
     matches: int = 0
     untimed: int = 0
     meta: Any = None  # catalog.jobs.correlations.JobMeta: meta filters, then correlations
+    timestamp_field: str | None = None  # the job's option: the timeline reads it too
 
     def __post_init__(self) -> None:
         self.by_rule: Counter[str] = Counter()
@@ -202,7 +204,7 @@ def run_sandbox_file(job: Job, progress: JobProgress) -> tuple[str, str, dict[st
     all_rules = bool(job.options.get("all_rules"))
     processes = match_processes()
     folder = job_dir(job)
-    tally = _Tally(meta=JobMeta(evaluator))
+    tally = _Tally(meta=JobMeta(evaluator), timestamp_field=_timestamp_field(job))
     offsets = array("q")
     with (folder / "matches.jsonl").open("wb") as out:
         batch: list[Event] = []
@@ -261,7 +263,7 @@ def _match_batch(
         ids = tally.meta.keep(event, ids) if tally.meta is not None else ids
         if not ids:
             continue  # every match suppressed by a meta filter (counted in tally.meta)
-        when = event_time(event.fields)
+        when = event_time(event, tally.timestamp_field)
         if when is None:
             tally.untimed += 1
         else:
@@ -319,33 +321,12 @@ def _timeline(times: array[int]) -> dict[str, Any] | None:
     return {"start": first, "bucket_seconds": width, "counts": counts}
 
 
-def event_time(fields: dict[str, Any]) -> int | None:
-    """The event's time as epoch seconds (UTC), from the usual time fields, when readable."""
-    for name in _TIME_FIELDS:
-        value = fields.get(name)
-        if value is None:
-            continue
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = value / 1000 if value > 10**11 else value
-            return int(seconds) if 0 <= seconds < 10**11 else None
-        if isinstance(value, str):
-            return _parse_time(value)
-    return None
-
-
-def _parse_time(text: str) -> int | None:
-    text = text.strip().replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:  # at most microseconds: Windows writes 7 fractional digits
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp())
+def event_time(event: Event, field: str | None = None) -> int | None:
+    """The event's time as epoch seconds (UTC), read as the correlation stage reads it (the
+    job's ``timestamp_field``, else the usual time fields): the timeline and the correlations
+    place an event at the same time."""
+    found = read_time(event, field)
+    return int(found) if found is not None and 0 <= found <= MAX_EPOCH else None
 
 
 # -- reading the results ---------------------------------------------------------------------

@@ -217,3 +217,26 @@ def test_the_sandbox_form_gives_its_timestamp_field_to_the_job(
     assert job.status == Job.Status.SUCCEEDED, job.message
     assert [r["id"] for r in job.result["correlations"]["rules"]] == [REPEATED]
     assert "seen" in client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.usefixtures("catalog")
+def test_the_timeline_reads_the_timestamp_field_as_the_correlations_do(client: Client) -> None:
+    events = _apart_but_seen_together()
+    detected = _job(client, events)["result"]["timeline"]
+    chosen = _job(client, events, timestamp_field="seen")["result"]["timeline"]
+    # Two minutes apart by TimeCreated, twenty seconds apart by "seen": the chosen field
+    # places the matches where the correlation stage placed them.
+    assert detected["start"] == chosen["start"]
+    assert sum(detected["counts"]) == sum(chosen["counts"]) == len(events)
+    assert chosen["bucket_seconds"] < detected["bucket_seconds"]
+    missing = _job(client, events[:3], timestamp_field="nope")["result"]
+    assert missing["timeline"] is None and missing["untimed_matches"] == 3
+
+
+def test_event_times_past_year_9999_are_no_times() -> None:
+    from catalog.jobs.sandbox import event_time
+    from rules.events import Event
+
+    assert event_time(Event({"@timestamp": 1e300})) is None
+    assert event_time(Event({"@timestamp": -5})) is None
+    assert event_time(Event({"seen": "2026-12-01T10:00:00Z"}), "seen") == 1796119200
