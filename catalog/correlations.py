@@ -487,7 +487,7 @@ def apply_meta(
         max_matches=MAX_SANDBOX_MATCHES,
     )
     run.correlations = outcome.to_list()
-    run.correlation_notes = _notes(outcome, timestamp_field)
+    run.correlation_notes = correlation_notes(outcome.untimed, outcome.stats, timestamp_field)
 
 
 class CommandMeta:
@@ -546,22 +546,18 @@ def _filter_matches(
     result.matches = kept
 
 
-def _notes(outcome: Any, timestamp_field: str | None) -> list[str]:
+def correlation_notes(untimed: Sequence[int], stats: Any, timestamp_field: str | None) -> list[str]:
+    """What a person reads about a correlation run: matched events without a time (first ten
+    listed) and the bounds that left something out. The sandbox and jobs say it alike."""
     notes = []
-    if outcome.untimed:
-        shown = ", ".join(f"#{i}" for i in outcome.untimed[:10])
+    if untimed:
+        shown = ", ".join(f"#{i}" for i in untimed[:10])
         where = f"field {timestamp_field!r}" if timestamp_field else "a timestamp field"
         notes.append(
-            f"{len(outcome.untimed)} matched event(s) without {where} took no part in "
-            f"correlations ({shown}{', ...' if len(outcome.untimed) > 10 else ''})"
+            f"{len(untimed)} matched event(s) without {where} took no part in "
+            f"correlations ({shown}{', ...' if len(untimed) > 10 else ''})"
         )
-    stats = outcome.stats
-    if (
-        stats.dropped_groups
-        or stats.dropped_occurrences
-        or stats.dropped_matches
-        or stats.dropped_chained
-    ):
+    if stats.limited:
         notes.append(f"correlation limits reached: {stats.to_dict()}")
     return notes
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from catalog.correlations import CatalogMeta, catalog_meta
+from catalog.correlations import CatalogMeta, catalog_meta, correlation_notes
 from rules.correlate import CorrelationEngine, event_time
 from rules.correlate.model import CorrelationMatch
 from rules.evaluate import Evaluator
@@ -128,22 +128,7 @@ class JobMeta:
                     event = Event(data["e"], index=data["i"])
                     engine.feed(data["i"], times[at], event, tuple(data["r"]))
             engine.finish()
-        notes = []
-        if untimed:
-            where = f"field {timestamp_field!r}" if timestamp_field else "a timestamp field"
-            notes.append(
-                f"{len(untimed)} matched event(s) without {where} took no part in "
-                f"correlations ({', '.join(f'#{i}' for i in untimed[:10])}"
-                f"{', ...' if len(untimed) > 10 else ''})"
-            )
-        stats = engine.stats
-        if (
-            stats.dropped_groups
-            or stats.dropped_occurrences
-            or stats.dropped_matches
-            or stats.dropped_chained
-        ):
-            notes.append(f"correlation limits reached: {stats.to_dict()}")
+        notes = correlation_notes(untimed, engine.stats, timestamp_field)
         total = sum(counts.values())
         return {
             "count": total,

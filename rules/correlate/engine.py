@@ -65,6 +65,16 @@ class CorrelationStats:
     dropped_chained: int = 0
     """Matches not passed on to the correlations built on them: the chain budget was spent."""
 
+    @property
+    def limited(self) -> bool:
+        """Whether a bound left something out (groups, occurrences, matches, chained)."""
+        return bool(
+            self.dropped_groups
+            or self.dropped_occurrences
+            or self.dropped_matches
+            or self.dropped_chained
+        )
+
     def to_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
 
